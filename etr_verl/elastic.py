@@ -1,0 +1,393 @@
+"""ETR (Elastic Trust Regions, arXiv 2601.03723) — the math, in pure torch.
+
+This module imports nothing from verl, so it can be read (and tested) on its own. The verl adapter lives in
+``etr_verl.verl_adapter``. Notation, for response ``i`` of prompt group ``g`` (token ``t``)::
+
+    ratio_it  = exp(clamp(logp_it - oldlogp_it, -20, 20))
+    m_i       = clamp(|A_i|, adv_min, adv_max) ** alpha              # micro factor (alpha = 0 -> 1)
+    w_g       = (v_g / v_max) ** beta                                # macro weight (beta = 0 -> 1)
+    f_i       = clamp(m_i * w_g, factor_min, factor_max)             # elastic factor of the response
+    eps_low_i = eps_low * f_i ;  eps_high_i = eps_high * f_i
+    loss_it   = max(-A_i * ratio_it, -A_i * clamp(ratio_it, 1 - eps_low_i, 1 + eps_high_i))
+    loss_it   = min(loss_it, -A_i * clip_ratio_c)   if A_i < 0        # verl's dual-clip
+
+``v_g / v_max`` is the *variance ratio* of the group's outcome scores, in ``[0, 1]``: the population variance
+divided by its largest possible value for scores in ``[reward_low, reward_high]`` (Bhatia-Davis bound
+``(reward_high - reward_low)**2 / 4``). For pass/fail outcomes with pass rate ``p`` it is ``4 p (1 - p)``,
+whether the scores are 0/1 or -1/+1.
+
+Everything that shapes the trust region (factor, bounds) is computed under ``no_grad``, in fp32; the last step
+``1 -+ eps * f`` is done in fp64 and rounded once to the ratio's dtype, so that ``f = 1`` reproduces a static
+clip range bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+LOG_RATIO_CLAMP = 20.0
+"""``|log pi - log pi_old|`` is clamped to this before ``exp``, as verl does."""
+
+MACRO_SOURCES = ("auto", "driver", "advantages")
+
+
+class ETRInputError(ValueError):
+    """Bad input to an ETR computation (non-finite values, impossible groups, out-of-range coefficients)."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Coefficients
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ElasticityCoefficients:
+    """The knobs of the elastic factor ``f_i = clamp(clamp(|A_i|, adv_min, adv_max)**alpha * w_g, f_min, f_max)``.
+
+    Attributes:
+        alpha: micro elasticity, exponent on the advantage magnitude. ``>= 0``; 0 switches micro off.
+        beta: macro elasticity, exponent on the group's variance ratio. ``>= 0``; 0 switches macro off.
+        adv_min, adv_max: ``|A_i|`` is clamped to ``[adv_min, adv_max]`` before the exponent.
+        factor_min, factor_max: the factor is clamped to ``[factor_min, factor_max]``.
+    """
+
+    alpha: float = 0.0
+    beta: float = 0.0
+    adv_min: float = 0.0
+    adv_max: float = math.inf
+    factor_min: float = 1.0
+    factor_max: float = 1.0
+
+    def __post_init__(self) -> None:
+        validate_coefficients(self.alpha, self.beta, self.adv_min, self.adv_max, self.factor_min, self.factor_max)
+
+    @property
+    def micro_on(self) -> bool:
+        return self.alpha != 0.0
+
+    @property
+    def macro_on(self) -> bool:
+        return self.beta != 0.0
+
+    @property
+    def elasticity_off(self) -> bool:
+        """True when every factor is exactly 1: ETR is then verl's ``vanilla`` loss."""
+        return (not self.micro_on and not self.macro_on and self.factor_min <= 1.0 <= self.factor_max) or (
+            self.factor_min == 1.0 and self.factor_max == 1.0
+        )
+
+
+def validate_coefficients(
+    alpha: float, beta: float, adv_min: float, adv_max: float, factor_min: float, factor_max: float, prefix: str = ""
+) -> None:
+    """Raise :class:`ETRInputError` naming the bad value and the fix. ``prefix`` is the config path to name."""
+
+    def bad(name: str, value: float, rule: str) -> ETRInputError:
+        return ETRInputError(f"{prefix}{name}={value!r} is out of range: {rule}.")
+
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise bad(name, value, "it must be a finite number >= 0 (0 switches this elasticity off)")
+    if not (isinstance(adv_min, (int, float)) and math.isfinite(adv_min) and adv_min >= 0):
+        raise bad("adv_min", adv_min, "it must be a finite number >= 0")
+    if not (isinstance(adv_max, (int, float)) and not math.isnan(adv_max) and adv_max >= adv_min):
+        raise bad("adv_max", adv_max, f"it must be >= adv_min={adv_min!r} (use .inf for no cap)")
+    if not (isinstance(factor_min, (int, float)) and math.isfinite(factor_min) and factor_min >= 0):
+        raise bad("factor_min", factor_min, "it must be a finite number >= 0")
+    if not (isinstance(factor_max, (int, float)) and math.isfinite(factor_max) and factor_max >= factor_min):
+        raise bad("factor_max", factor_max, f"it must be finite and >= factor_min={factor_min!r}")
+
+
+def validate_clip_range(eps_low: float, eps_high: float, factor_max: float, prefix: str = "") -> None:
+    """The widest lower bound ``1 - eps_low * factor_max`` must stay above 0, or the ratio could be clipped to
+    a non-positive value. Raises :class:`ETRInputError` naming the values and the fix."""
+    if eps_low < 0 or eps_high < 0:
+        raise ETRInputError(f"clip ratios must be >= 0, got clip_ratio_low={eps_low!r}, clip_ratio_high={eps_high!r}.")
+    if eps_low * factor_max >= 1.0:
+        raise ETRInputError(
+            f"clip_ratio_low * {prefix}factor_max = {eps_low!r} * {factor_max!r} = {eps_low * factor_max!r} >= 1: "
+            "the elastic lower bound 1 - eps_low * f would reach 0. Lower factor_max or clip_ratio_low."
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The elastic factor
+# --------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def response_advantage_magnitude(advantages: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """``|A_i|`` per response: the largest ``|A_it|`` over the response's valid tokens.
+
+    For outcome advantages (GRPO, ETR's estimator) every valid token carries the same value, so this is exactly
+    that value. A response with no valid token gets 0.
+
+    Args:
+        advantages: ``(bs, T)`` token advantages.
+        response_mask: ``(bs, T)`` bool, valid response tokens.
+
+    Returns:
+        ``(bs,)`` fp32.
+    """
+    masked = torch.where(response_mask.bool(), advantages.detach().abs(), torch.zeros((), dtype=advantages.dtype))
+    return masked.amax(dim=-1).float()
+
+
+@torch.no_grad()
+def micro_factor(adv_magnitude: torch.Tensor, coeffs: ElasticityCoefficients) -> torch.Tensor:
+    """``m_i = clamp(|A_i|, adv_min, adv_max) ** alpha``; ``(bs,)`` fp32 -> ``(bs,)`` fp32 (1 when alpha = 0)."""
+    clamped = adv_magnitude.float().clamp(min=coeffs.adv_min, max=coeffs.adv_max)
+    return torch.pow(clamped, coeffs.alpha)
+
+
+@torch.no_grad()
+def macro_weight(variance_ratio: torch.Tensor, coeffs: ElasticityCoefficients) -> torch.Tensor:
+    """``w_g = (v_g / v_max) ** beta``; ``(bs,)`` variance ratios in ``[0, 1]`` -> ``(bs,)`` fp32."""
+    return torch.pow(variance_ratio.float().clamp(min=0.0, max=1.0), coeffs.beta)
+
+
+@torch.no_grad()
+def elastic_factor(
+    adv_magnitude: torch.Tensor, variance_ratio: Optional[torch.Tensor], coeffs: ElasticityCoefficients
+) -> torch.Tensor:
+    """``f_i = clamp(m_i * w_g, factor_min, factor_max)``.
+
+    Args:
+        adv_magnitude: ``(bs,)`` ``|A_i|``.
+        variance_ratio: ``(bs,)`` ``v_g / v_max`` of each response's group, or None when macro elasticity is off.
+        coeffs: the elasticity coefficients.
+
+    Returns:
+        ``(bs,)`` fp32, inside ``[factor_min, factor_max]``.
+    """
+    factor = micro_factor(adv_magnitude, coeffs)
+    if coeffs.macro_on:
+        if variance_ratio is None:
+            raise ETRInputError("macro elasticity is on (beta > 0) but no group variance ratio was given.")
+        factor = factor * macro_weight(variance_ratio, coeffs)
+    return factor.clamp(min=coeffs.factor_min, max=coeffs.factor_max)
+
+
+@torch.no_grad()
+def clip_bounds(
+    factor: torch.Tensor, eps_low: float, eps_high: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-response ratio bounds ``(1 - eps_low * f_i, 1 + eps_high * f_i)``.
+
+    Computed in fp64 and rounded once to ``dtype`` (the ratio's), which is how ``torch.clamp`` rounds a Python
+    float bound: with ``f_i = 1`` the bounds are bit-identical to a static ``[1 - eps_low, 1 + eps_high]``.
+
+    Args:
+        factor: ``(bs,)`` elastic factors.
+
+    Returns:
+        lower, upper: ``(bs, 1)`` in ``dtype``, ready to broadcast over tokens.
+    """
+    f64 = factor.double().unsqueeze(-1)
+    return (1.0 - eps_low * f64).to(dtype), (1.0 + eps_high * f64).to(dtype)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The macro signal
+# --------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def group_variance_ratio(
+    scores: torch.Tensor,
+    group_index: torch.Tensor,
+    valid: Optional[torch.Tensor] = None,
+    reward_low: float = 0.0,
+    reward_high: float = 1.0,
+    require_group_size_above_one: bool = True,
+) -> torch.Tensor:
+    """The macro signal ``v_g / v_max`` of every response's group, from whole groups, vectorised.
+
+    ``v_g`` is the population variance of the outcome scores of the valid responses of group ``g``;
+    ``v_max = (reward_high - reward_low) ** 2 / 4`` is the largest variance scores in that range can have.
+    For 0/1 (or -1/+1 with the range set to [-1, 1]) outcomes with pass rate ``p``: ``4 p (1 - p)``.
+
+    Args:
+        scores: ``(bs,)`` outcome score of each response.
+        group_index: ``(bs,)`` int64 group id of each response (any labels; need not be contiguous).
+        valid: ``(bs,)`` bool, responses that count (verl's synthetic padding rows have an empty mask and do
+            not). Default: all.
+        reward_low, reward_high: the range outcome scores live in.
+        require_group_size_above_one: raise when a group has exactly one valid response (its variance is
+            undefined as a learning signal).
+
+    Returns:
+        ``(bs,)`` fp32 in ``[0, 1]``; 0 for invalid responses.
+    """
+    scores = scores.reshape(-1)
+    group_index = group_index.reshape(-1)
+    bs = scores.numel()
+    if group_index.numel() != bs:
+        raise ETRInputError(f"group ids ({group_index.numel()}) and scores ({bs}) disagree in length.")
+    if valid is None:
+        valid = torch.ones(bs, dtype=torch.bool, device=scores.device)
+    valid = valid.reshape(-1).bool()
+    if not (reward_high > reward_low):
+        raise ETRInputError(f"reward_high={reward_high!r} must be > reward_low={reward_low!r}.")
+    if bs == 0:
+        return torch.zeros(0, dtype=torch.float32, device=scores.device)
+
+    scores64 = scores.double()
+    if not bool(torch.isfinite(scores64[valid]).all()):
+        raise ETRInputError("outcome scores contain NaN/inf; check the reward function.")
+    valid_scores = scores64[valid]
+    if valid_scores.numel() and (
+        bool((valid_scores < reward_low).any()) or bool((valid_scores > reward_high).any())
+    ):
+        lo, hi = valid_scores.min().item(), valid_scores.max().item()
+        raise ETRInputError(
+            f"outcome scores span [{lo:g}, {hi:g}], outside the configured range [{reward_low:g}, {reward_high:g}]. "
+            "Set algorithm.etr.reward_low / reward_high to the range your reward function returns "
+            "(math_dapo gives -1/+1, plus DAPO's overlong penalty below -1 when it is on)."
+        )
+
+    _, dense = torch.unique(group_index, return_inverse=True)
+    n_groups = int(dense.max().item()) + 1
+    weight = valid.double()
+    count = torch.zeros(n_groups, dtype=torch.float64, device=scores.device).index_add_(0, dense, weight)
+    if require_group_size_above_one and bool((count == 1).any()):
+        lonely = group_index[(count == 1)[dense] & valid][:5].tolist()
+        raise ETRInputError(
+            f"group(s) {lonely} have a single valid response: macro elasticity needs the outcome variance of a "
+            "group. Sample several responses per prompt (actor_rollout_ref.rollout.n > 1) or set beta = 0."
+        )
+    centre = torch.zeros_like(count).index_add_(0, dense, scores64 * weight) / count.clamp(min=1)
+    deviation = (scores64 - centre[dense]) * weight
+    variance = torch.zeros_like(count).index_add_(0, dense, deviation * deviation) / count.clamp(min=1)
+    v_max = (reward_high - reward_low) ** 2 / 4.0
+    ratio = (variance / v_max).clamp(min=0.0, max=1.0)[dense] * weight
+    return ratio.float()
+
+
+@torch.no_grad()
+def variance_ratio_from_binary_advantages(
+    advantages: torch.Tensor, response_mask: torch.Tensor, group_size: int, rtol: float = 1e-2
+) -> torch.Tensor:
+    """Recover ``4 p (1 - p)`` from GRPO advantages of *binary* outcomes normalised by the group std.
+
+    Fallback for runs without the driver-side macro signal (stock ``verl.trainer.main_ppo``). For two-valued
+    rewards (0/1, -1/+1, ...) in a group of ``G`` with ``k`` successes, GRPO gives (unbiased std, ``p = k/G``)::
+
+        A_success = +sqrt((G-1)/G * (1-p)/p)      A_failure = -sqrt((G-1)/G * p/(1-p))
+
+    so ``c = A**2 * G/(G-1)`` gives ``p = 1/(1+c)`` (success) or ``c/(1+c)`` (failure). The implied ``k = p G``
+    must be an integer in ``[1, G-1]``; when it is not, the assumption (binary rewards, std normalisation,
+    groups of ``G``) is false and this raises :class:`ETRInputError` rather than guess.
+
+    Args:
+        advantages: ``(bs, T)`` token advantages.
+        response_mask: ``(bs, T)`` bool.
+        group_size: ``G``, responses per prompt (``actor_rollout_ref.rollout.n``).
+        rtol: tolerance on the implied success count (absolute, in counts).
+
+    Returns:
+        ``(bs,)`` fp32 variance ratio; 0 for responses with ``A = 0`` (zero-variance groups, padding).
+    """
+    if group_size < 2:
+        raise ETRInputError(f"cannot recover group pass rates with group_size={group_size}; it must be >= 2.")
+    mask = response_mask.bool()
+    # signed per-response advantage: value of the largest-magnitude valid token (all equal for outcome rewards)
+    magnitude = response_advantage_magnitude(advantages, mask).double()
+    signed_sum = torch.where(mask, advantages.detach().double(), torch.zeros((), dtype=torch.float64)).sum(-1)
+    is_success = signed_sum > 0
+    c = magnitude.square() * group_size / (group_size - 1)
+    pass_rate = torch.where(is_success, 1.0 / (1.0 + c), c / (1.0 + c))
+    k = pass_rate * group_size
+    k_round = k.round()
+    informative = magnitude > 0
+    consistent = ((k - k_round).abs() <= rtol) & (k_round >= 1) & (k_round <= group_size - 1)
+    if bool((informative & ~consistent).any()):
+        bad = (informative & ~consistent).nonzero()[:3].flatten().tolist()
+        raise ETRInputError(
+            "macro elasticity fell back to recovering pass rates from advantages, and its assumption failed: "
+            f"responses {bad} have |A| = {magnitude[bad].tolist()} which no binary-reward group of size "
+            f"{group_size} with std-normalised GRPO advantages produces (implied successes {k[bad].tolist()}). "
+            "Use the exact driver-side signal (trainer.v1.trainer_mode=etr_sync, or python -m etr_verl.main), "
+            "or switch macro elasticity off (policy_loss.etr_beta=0)."
+        )
+    p = k_round / group_size
+    return torch.where(informative, 4.0 * p * (1.0 - p), torch.zeros_like(p)).float()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The clipped surrogate
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SurrogateTerms:
+    """Per-token tensors of the elastic clipped surrogate, all ``(bs, T)``.
+
+    Attributes:
+        pg_losses: the loss matrix before rollout-IS weights and aggregation.
+        negative_approx_kl: clamped ``log pi - log pi_old``.
+        clipped: bool, the (elastic) clip is active (``-A*clip(ratio) > -A*ratio``).
+        dual_clipped: bool, the dual-clip is active (``A < 0`` and the loss hit ``-A * clip_ratio_c``).
+    """
+
+    pg_losses: torch.Tensor
+    negative_approx_kl: torch.Tensor
+    clipped: torch.Tensor
+    dual_clipped: torch.Tensor
+
+
+def elastic_clipped_surrogate(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    clip_ratio_c: float,
+) -> SurrogateTerms:
+    """PPO's clipped surrogate with per-response bounds and verl's dual-clip (arXiv 1912.09729)::
+
+        r       = exp(clamp(logp - logp_old, -20, 20))
+        L1      = max(-A r, -A clip(r, lower_i, upper_i))
+        L       = min(L1, -A c)  if A < 0  else  L1
+
+    The operations are verl's ``compute_policy_loss_vanilla``'s, in the same order, so that static bounds give
+    the same bits.
+
+    Args:
+        old_log_prob, log_prob, advantages: ``(bs, T)``; ``log_prob`` carries the gradient.
+        lower, upper: ``(bs, 1)`` (or ``(bs, T)``) ratio bounds, in the ratio's dtype (see :func:`clip_bounds`).
+        clip_ratio_c: dual-clip constant ``c > 1``.
+    """
+    if not clip_ratio_c > 1.0:
+        raise ETRInputError(f"clip_ratio_c={clip_ratio_c!r} must be > 1 for dual-clip PPO.")
+    negative_approx_kl = torch.clamp(log_prob - old_log_prob, min=-LOG_RATIO_CLAMP, max=LOG_RATIO_CLAMP)
+    ratio = torch.exp(negative_approx_kl)
+    pg_losses1 = -advantages * ratio
+    pg_losses2 = -advantages * torch.clamp(ratio, lower, upper)
+    clip_pg_losses1 = torch.maximum(pg_losses1, pg_losses2)
+    pg_losses3 = -advantages * clip_ratio_c
+    clip_pg_losses2 = torch.min(pg_losses3, clip_pg_losses1)
+    negative = advantages < 0
+    return SurrogateTerms(
+        pg_losses=torch.where(negative, clip_pg_losses2, clip_pg_losses1),
+        negative_approx_kl=negative_approx_kl,
+        clipped=torch.gt(pg_losses2, pg_losses1),
+        dual_clipped=torch.gt(clip_pg_losses1, pg_losses3) & negative,
+    )
+
+
+@torch.no_grad()
+def non_finite_flags(
+    old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor
+) -> torch.Tensor:
+    """``(3,)`` bool on the inputs' device: any NaN/inf at a valid token in old_log_prob, log_prob, advantages.
+
+    Kept on the device so the caller can read it with the metrics in one host sync."""
+    mask = response_mask.bool()
+    return torch.stack(
+        [(~torch.isfinite(t.detach()) & mask).any() for t in (old_log_prob, log_prob, advantages)]
+    )

@@ -1,0 +1,70 @@
+"""Register ETR into verl 0.9.1's registries, idempotently, from any of the loading paths.
+
+Loading paths (every process that builds an actor config, computes advantages or runs the trainer needs ETR):
+
+1. the ``verl.plugins`` entry point ``etr_verl.plugin`` — ``import verl`` loads it wherever etr-verl is installed;
+   verl logs a failure there at DEBUG only, hence 2 and 3;
+2. ``actor.policy_loss._target_=etr_verl.config.EtrPolicyLossConfig`` — importing it registers; a broken install
+   fails while verl builds the actor config (driver validation, worker ``init_model``), before any update;
+3. ``VERL_USE_EXTERNAL_MODULES=etr_verl.plugin`` — ``import verl`` imports it and raises on failure.
+"""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_VERL_VERSIONS = ("0.9.1",)
+_registered = False
+_in_progress = False
+
+
+def register() -> None:
+    """Register the ``etr`` policy loss, the ``etr_grpo`` estimator and the ``etr_sync`` trainer. Idempotent.
+
+    Re-entrant: ``etr_verl.config`` calls this when imported (the ``_target_`` path), and this imports it.
+    """
+    global _registered, _in_progress
+    if _registered or _in_progress:
+        return
+    _in_progress = True
+    try:
+        check_verl_version()
+        from etr_verl import config  # noqa: F401  (first, so the modules below find it complete)
+        from etr_verl import advantage, policy_loss, trainer
+
+        policy_loss.register()
+        advantage.register()
+        trainer.register()
+        _registered = True
+    finally:
+        _in_progress = False
+
+
+def check_verl_version() -> str:
+    """Warn loudly when the installed verl is not a version ETR was tested with; return the version."""
+    import verl
+
+    version = getattr(verl, "__version__", "unknown")
+    if version not in SUPPORTED_VERL_VERSIONS:
+        logger.warning(
+            "etr-verl was tested with verl %s, found verl %s: the policy-loss and trainer internals it plugs into "
+            "change between releases. Install verl==%s.",
+            ", ".join(SUPPORTED_VERL_VERSIONS),
+            version,
+            SUPPORTED_VERL_VERSIONS[-1],
+        )
+    return version
+
+
+def is_registered() -> bool:
+    """True when every ETR name resolves in verl's registries in this process."""
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
+    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
+
+    from etr_verl.advantage import ADV_ESTIMATOR
+    from etr_verl.config import LOSS_MODE
+    from etr_verl.trainer import TRAINER_MODE
+
+    return LOSS_MODE in POLICY_LOSS_REGISTRY and ADV_ESTIMATOR in ADV_ESTIMATOR_REGISTRY and TRAINER_MODE in TRAINER_REGISTRY

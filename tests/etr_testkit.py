@@ -1,0 +1,98 @@
+"""Shared builders for etr-verl's tests (imported by name: tests/ is put on sys.path by conftest.py)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from verl.workers.config import ActorConfig, PolicyLossConfig
+
+from etr_verl.config import EtrPolicyLossConfig
+
+AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+
+
+def actor_config(
+    loss_mode: str = "etr",
+    clip_ratio_low: float = 0.2,
+    clip_ratio_high: float = 0.28,
+    clip_ratio_c: float = 3.0,
+    loss_agg_mode: str = "token-mean",
+    rollout_n: int = 8,
+    **etr_keys,
+) -> ActorConfig:
+    """A real verl ``ActorConfig`` with a vanilla or ETR policy-loss config."""
+    if loss_mode == "etr":
+        policy_loss = EtrPolicyLossConfig(loss_mode="etr", **etr_keys)
+    else:
+        assert not etr_keys
+        policy_loss = PolicyLossConfig(loss_mode=loss_mode)
+    return ActorConfig(
+        strategy="fsdp",
+        rollout_n=rollout_n,
+        ppo_micro_batch_size_per_gpu=1,
+        clip_ratio=0.2,
+        clip_ratio_low=clip_ratio_low,
+        clip_ratio_high=clip_ratio_high,
+        clip_ratio_c=clip_ratio_c,
+        loss_agg_mode=loss_agg_mode,
+        policy_loss=policy_loss,
+    )
+
+
+def binary_groups(
+    n_groups: int, group_size: int, generator: torch.Generator, successes: Optional[list[int]] = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """0/1 outcome scores ``(n_groups * group_size,)`` with a given number of successes per group, and group ids."""
+    if successes is None:
+        successes = torch.randint(0, group_size + 1, (n_groups,), generator=generator).tolist()
+    scores = []
+    for k in successes:
+        row = torch.zeros(group_size)
+        row[torch.randperm(group_size, generator=generator)[:k]] = 1.0
+        scores.append(row)
+    group_ids = torch.arange(n_groups).repeat_interleave(group_size)
+    return torch.cat(scores), group_ids
+
+
+def grpo_advantages(scores: torch.Tensor, group_ids: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Reference GRPO advantages (unbiased std), written independently of verl and etr_verl."""
+    adv = torch.zeros_like(scores)
+    for g in group_ids.unique():
+        sel = group_ids == g
+        s = scores[sel]
+        if s.numel() == 1:
+            adv[sel] = s
+        else:
+            adv[sel] = (s - s.mean()) / (s.std() + eps)
+    return adv
+
+
+def loss_batch(
+    batch_size: int,
+    length: int,
+    generator: torch.Generator,
+    response_advantages: Optional[torch.Tensor] = None,
+    dtype: torch.dtype = torch.float32,
+    empty_rows: int = 0,
+    spread: float = 0.6,
+) -> dict[str, torch.Tensor]:
+    """A policy-loss batch: response masks of random lengths (``empty_rows`` rows fully masked, as verl's padding
+    samples are), log-probs far enough apart that both clip sides and the dual-clip bind, outcome advantages."""
+    lengths = torch.randint(1, length + 1, (batch_size,), generator=generator)
+    if empty_rows:
+        lengths[torch.randperm(batch_size, generator=generator)[:empty_rows]] = 0
+    mask = torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)
+    if response_advantages is None:
+        response_advantages = torch.randn(batch_size, generator=generator)
+    advantages = (response_advantages.unsqueeze(1) * mask).to(dtype)
+    old_log_prob = (-torch.rand(batch_size, length, generator=generator) * 3).to(dtype)
+    log_prob = (old_log_prob.float() + spread * torch.randn(batch_size, length, generator=generator)).to(dtype)
+    weights = (0.5 + torch.rand(batch_size, length, generator=generator)).to(dtype)
+    return {
+        "old_log_prob": old_log_prob,
+        "log_prob": log_prob,
+        "advantages": advantages,
+        "response_mask": mask,
+        "rollout_is_weights": weights,
+    }
