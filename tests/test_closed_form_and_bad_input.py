@@ -1,0 +1,164 @@
+"""Closed-form cases worked by hand, and every bad input the spec names: a clear error, never a silent NaN."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from etr_testkit import actor_config, binary_groups, grpo_advantages, loss_batch
+
+from etr_verl import elastic
+from etr_verl.config import EtrAlgorithmConfig, EtrPolicyLossConfig
+from etr_verl.policy_loss import compute_policy_loss_etr, driver_macro_signal
+
+G = 8
+
+
+@pytest.mark.parametrize("k", range(G + 1))
+def test_group_of_eight_with_k_successes(k):
+    """G = 8, k successes, alpha = 1, beta = 1/2, eps = 0.2/0.28, factor clamp [0, 10] (inactive).
+
+    By hand: p = k/8, v/v_max = 4p(1-p); GRPO (unbiased std) gives |A_succ| = sqrt(7/8 * (1-p)/p),
+    |A_fail| = sqrt(7/8 * p/(1-p)); so f_succ = sqrt(7/8) * 2(1-p) and f_fail = sqrt(7/8) * 2p.
+    """
+    passed, gids = binary_groups(1, G, torch.Generator().manual_seed(k), successes=[k])
+    ratio = elastic.group_variance_ratio(passed, gids)
+    p = k / G
+    assert ratio[0].item() == pytest.approx(4 * p * (1 - p), abs=1e-7)
+    adv = grpo_advantages(passed, gids, eps=0.0 if 0 < k < G else 1e-6)
+    coeffs = elastic.ElasticityCoefficients(alpha=1.0, beta=0.5, factor_min=0.0, factor_max=10.0)
+    f = elastic.elastic_factor(adv.abs(), ratio, coeffs)
+    expected = torch.where(passed > 0, torch.tensor(2 * (1 - p)), torch.tensor(2 * p)) * math.sqrt(7 / 8)
+    if k in (0, G):
+        expected = torch.zeros(G)  # zero variance: A = 0 and w = 0
+    torch.testing.assert_close(f, expected, rtol=1e-5, atol=1e-6)
+    # the group's total budget is proportional to its variance: sum_i f_i = 8 * sqrt(7/8) * 4p(1-p)
+    assert f.sum().item() == pytest.approx(G * math.sqrt(7 / 8) * 4 * p * (1 - p), abs=1e-5)
+    lower, upper = elastic.clip_bounds(f, 0.2, 0.28, torch.float32)
+    torch.testing.assert_close(lower.squeeze(1), (1 - 0.2 * expected).float(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(upper.squeeze(1), (1 + 0.28 * expected).float(), rtol=1e-6, atol=1e-6)
+
+
+def test_default_clamp_on_the_same_groups():
+    """Defaults (alpha 1, beta 1/2, factor in [0.5, 2]): k = 1 of 8 -> success f = 2 * sqrt(7/8) * 7/8 = 1.637,
+    failures 2 * sqrt(7/8) / 8 = 0.234 -> clamped to 0.5."""
+    coeffs = EtrPolicyLossConfig().coefficients
+    passed, gids = binary_groups(1, G, torch.Generator().manual_seed(0), successes=[1])
+    f = elastic.elastic_factor(grpo_advantages(passed, gids, eps=0.0).abs(), elastic.group_variance_ratio(passed, gids), coeffs)
+    assert f[passed > 0].item() == pytest.approx(2 * math.sqrt(7 / 8) * 7 / 8, rel=1e-5)
+    assert bool((f[passed == 0] == 0.5).all())
+
+
+def _etr_loss(batch, config, ratio=None):
+    with driver_macro_signal(ratio):
+        return compute_policy_loss_etr(
+            batch["old_log_prob"], batch["log_prob"], batch["advantages"], batch["response_mask"],
+            config.loss_agg_mode, config,
+        )
+
+
+@pytest.mark.parametrize("field", ["old_log_prob", "log_prob", "advantages"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_inputs_raise(field, bad):
+    batch = loss_batch(4, 5, torch.Generator().manual_seed(0))
+    batch[field][1, 0] = bad
+    with pytest.raises(elastic.ETRInputError, match=field):
+        _etr_loss(batch, actor_config(etr_beta=0.0))
+
+
+def test_non_finite_outside_the_mask_is_ignored_like_vanilla():
+    batch = loss_batch(4, 5, torch.Generator().manual_seed(0))
+    batch["response_mask"][0, -1] = False
+    batch["old_log_prob"][0, -1] = math.nan  # padding garbage
+    batch["advantages"][0, -1] = 0.0
+    loss, _ = _etr_loss(batch, actor_config(etr_beta=0.0))
+    assert torch.isfinite(loss)
+
+
+def test_empty_mask_with_local_normalisation_raises_instead_of_nan():
+    batch = loss_batch(3, 4, torch.Generator().manual_seed(0), empty_rows=3)
+    with pytest.raises(elastic.ETRInputError, match="not finite"):
+        _etr_loss(batch, actor_config(etr_beta=0.0))
+
+
+def test_all_masked_rows_contribute_nothing():
+    gen = torch.Generator().manual_seed(4)
+    batch = loss_batch(6, 5, gen, empty_rows=2)
+    config = actor_config(etr_alpha=1.0, etr_beta=0.0)
+    loss, metrics = _etr_loss(batch, config)
+    keep = batch["response_mask"].any(1)
+    loss_kept, metrics_kept = _etr_loss({k: v[keep] for k, v in batch.items()}, actor_config(etr_alpha=1.0, etr_beta=0.0))
+    torch.testing.assert_close(loss, loss_kept)
+    assert metrics["actor/etr/factor_mean"] == pytest.approx(metrics_kept["actor/etr/factor_mean"])
+
+
+def test_group_of_size_one_with_macro_on_raises():
+    with pytest.raises(elastic.ETRInputError, match="single valid response"):
+        elastic.group_variance_ratio(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([0, 0, 1]))
+    # verl's padding samples (empty masks) do not count as group members
+    ratio = elastic.group_variance_ratio(
+        torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0, 0, 1]), valid=torch.tensor([True, True, False])
+    )
+    assert ratio.tolist() == [1.0, 1.0, 0.0]
+
+
+def test_inconsistent_group_ids_raise():
+    with pytest.raises(elastic.ETRInputError, match="disagree in length"):
+        elastic.group_variance_ratio(torch.zeros(4), torch.zeros(3, dtype=torch.long))
+    from etr_verl.advantage import check_group_ids
+
+    with pytest.raises(elastic.ETRInputError, match="for 4 responses"):
+        check_group_ids(["a", "a", "b"], 4)
+    with pytest.raises(elastic.ETRInputError, match="no group id"):
+        check_group_ids(["a", None, "b", "b"], 4)
+
+
+def test_scores_outside_the_configured_range_raise_with_the_fix():
+    with pytest.raises(elastic.ETRInputError, match="reward_low / reward_high"):
+        elastic.group_variance_ratio(torch.tensor([-1.0, 1.0]), torch.tensor([0, 0]))
+
+
+def test_fallback_refuses_non_binary_rewards():
+    scores = torch.tensor([0.0, 0.3, 0.9, 1.0, 0.1, 0.5, 0.5, 0.2])  # shaped rewards
+    gids = torch.zeros(8, dtype=torch.long)
+    batch = loss_batch(8, 4, torch.Generator().manual_seed(0), response_advantages=grpo_advantages(scores, gids))
+    with pytest.raises(elastic.ETRInputError, match="assumption failed"):
+        _etr_loss(batch, actor_config(rollout_n=8))
+
+
+def test_driver_only_mode_refuses_to_guess():
+    batch = loss_batch(8, 4, torch.Generator().manual_seed(0))
+    with pytest.raises(elastic.ETRInputError, match="etr_sync"):
+        _etr_loss(batch, actor_config(etr_macro_source="driver"))
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("etr_alpha", -0.1),
+        ("etr_beta", math.nan),
+        ("etr_adv_min", -1.0),
+        ("etr_adv_max", math.nan),
+        ("etr_factor_min", -0.5),
+        ("etr_factor_max", 0.1),
+        ("etr_macro_source", "rollout"),
+    ],
+)
+def test_out_of_range_coefficients_name_the_key(key, value):
+    with pytest.raises(elastic.ETRInputError, match=f"policy_loss.{key}="):
+        EtrPolicyLossConfig(**{key: value})
+
+
+def test_lower_bound_reaching_zero_is_rejected():
+    batch = loss_batch(4, 4, torch.Generator().manual_seed(0))
+    with pytest.raises(elastic.ETRInputError, match="factor_max"):
+        _etr_loss(batch, actor_config(clip_ratio_low=0.6, etr_beta=0.0, etr_factor_max=2.0))
+
+
+def test_algorithm_block_rejects_unknown_and_bad_keys():
+    assert EtrAlgorithmConfig.from_algorithm_config({"etr": {"reward_low": -1, "reward_high": 1}}).reward_low == -1.0
+    with pytest.raises(elastic.ETRInputError, match="reward_hgh"):
+        EtrAlgorithmConfig.from_algorithm_config({"etr": {"reward_hgh": 1}})
+    with pytest.raises(elastic.ETRInputError, match="must be >"):
+        EtrAlgorithmConfig(reward_low=1.0, reward_high=1.0)

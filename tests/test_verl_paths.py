@@ -1,0 +1,242 @@
+"""ETR on verl 0.9.1's real code paths: the worker's ppo_loss, the driver's compute_advantage, Hydra + validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from etr_testkit import actor_config, binary_groups, grpo_advantages
+from tensordict import TensorDict
+from verl import DataProto
+from verl.trainer.ppo import core_algos
+from verl.trainer.ppo.ray_trainer import compute_advantage
+from verl.utils import tensordict_utils as tu
+from verl.workers.utils.losses import ppo_loss
+
+import etr_verl.plugin  # noqa: F401  (registers, as the verl.plugins entry point does in every process)
+from etr_verl import elastic
+from etr_verl.config import EtrPolicyLossConfig
+from etr_verl.policy_loss import MACRO_FIELD, EtrLossFunction
+from etr_verl.trainer import macro_signal_from_batch
+
+
+def _nested(rows):
+    return torch.nested.as_nested_tensor(rows, layout=torch.jagged)
+
+
+def worker_micro_batch(scores, gids, seed=0, macro=None, empty=()):
+    """A micro-batch as verl's engine hands it to the loss: jagged (no-padding) tensors + global batch info."""
+    gen = torch.Generator().manual_seed(seed)
+    bs = scores.numel()
+    adv = grpo_advantages(scores, gids)
+    p_len = torch.randint(1, 5, (bs,), generator=gen)
+    r_len = torch.randint(2, 9, (bs,), generator=gen)
+    old = [-torch.rand(int(r), generator=gen) * 2 for r in r_len]
+    new_full = [torch.cat([torch.zeros(int(p)), o + 0.7 * torch.randn(int(r), generator=gen)])
+                for p, r, o in zip(p_len, r_len, old)]
+    # log-probs of sequence position t predict token t+1: verl left-shifts by one
+    shifted = [torch.cat([x[1:], torch.zeros(1)]) for x in new_full]
+    values = torch.cat(shifted).requires_grad_(True)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), (p_len + r_len).cumsum(0)])
+    log_probs = torch.nested.nested_tensor_from_jagged(values, offsets)
+    masks = [torch.ones(int(r), dtype=torch.bool) if i not in empty else torch.zeros(int(r), dtype=torch.bool)
+             for i, r in enumerate(r_len)]
+    fields = {
+        "prompts": _nested([torch.ones(int(p), dtype=torch.long) for p in p_len]),
+        "responses": _nested([torch.ones(int(r), dtype=torch.long) for r in r_len]),
+        "response_mask": _nested(masks),
+        "old_log_probs": _nested(old),
+        "advantages": _nested([torch.full((int(r),), float(a)) for r, a in zip(r_len, adv)]),
+    }
+    if macro is not None:
+        fields[MACRO_FIELD] = macro
+    data = TensorDict(fields, batch_size=[bs])
+    n_tokens = int(sum(int(m.sum()) for m in masks))
+    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=n_tokens, global_batch_size=bs)
+    return {"log_probs": log_probs}, data, values
+
+
+def _plain(values):
+    """A verl Metric's recorded values as Python floats (tensors detached)."""
+    return [float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for v in values]
+
+
+def _loss_and_grad(loss_fn, scores, gids, **kwargs):
+    model_output, data, values = worker_micro_batch(scores, gids, **kwargs)
+    loss, metrics = loss_fn(model_output=model_output, data=data)
+    (grad,) = torch.autograd.grad(loss, values)
+    plain = {k: (_plain(v.values) if hasattr(v, "values") else v) for k, v in metrics.items()}
+    return loss.detach(), grad, plain
+
+
+def test_worker_ppo_loss_etr_off_equals_vanilla():
+    passed, gids = binary_groups(3, 4, torch.Generator().manual_seed(0))
+    vanilla = actor_config("vanilla")
+    etr = actor_config(etr_alpha=0.0, etr_beta=0.0)
+    v_loss, v_grad, v_m = _loss_and_grad(lambda **kw: ppo_loss(vanilla, **kw), passed, gids, empty=(2,))
+    e_loss, e_grad, e_m = _loss_and_grad(lambda **kw: ppo_loss(etr, **kw), passed, gids, empty=(2,))
+    assert torch.equal(v_loss, e_loss) and torch.equal(v_grad, e_grad)
+    for key in v_m:
+        assert v_m[key] == e_m[key], key
+    assert "actor/etr/factor_mean" in e_m
+
+
+def test_worker_loss_function_carries_the_driver_signal():
+    """EtrLossFunction (what the ETR trainer installs with set_loss_fn) hands the driver's per-group signal of the
+    micro-batch to the etr loss through verl's unmodified ppo_loss."""
+    passed, gids = binary_groups(3, 4, torch.Generator().manual_seed(1), successes=[1, 2, 3])
+    # shaped rewards (a length penalty on top of pass/fail): the advantage fallback cannot recover these
+    shaped = passed * 0.8 + 0.2 * torch.rand(12, generator=torch.Generator().manual_seed(9))
+    macro = elastic.group_variance_ratio(shaped, gids)
+    config = actor_config(rollout_n=4, etr_alpha=1.0, etr_beta=1.0, etr_factor_min=0.1, etr_factor_max=4.0)
+    loss_fn = EtrLossFunction(config)
+    loss, grad, metrics = _loss_and_grad(loss_fn, shaped, gids, macro=macro)
+    assert metrics["actor/etr/macro_from_driver"] == [1.0]
+    assert torch.isfinite(loss) and grad.abs().sum() > 0
+    # the same signal switched to a different value changes the loss: it is really used
+    loss_other, _, _ = _loss_and_grad(loss_fn, shaped, gids, macro=torch.ones_like(macro))
+    assert not torch.equal(loss, loss_other)
+    # stock ppo_loss drops the field; the fallback then refuses shaped rewards loudly
+    with pytest.raises(elastic.ETRInputError, match="assumption failed"):
+        _loss_and_grad(lambda **kw: ppo_loss(config, **kw), shaped, gids, macro=macro)
+
+
+def test_fallback_through_stock_ppo_loss_matches_driver_for_binary_rewards():
+    passed, gids = binary_groups(4, 6, torch.Generator().manual_seed(2), successes=[0, 1, 3, 5])
+    config = actor_config(rollout_n=6, etr_alpha=1.0, etr_beta=0.5, etr_factor_min=0.25, etr_factor_max=3.0)
+    macro = elastic.group_variance_ratio(passed, gids)
+    d_loss, d_grad, d_m = _loss_and_grad(EtrLossFunction(config), passed, gids, macro=macro)
+    f_loss, f_grad, f_m = _loss_and_grad(lambda **kw: ppo_loss(config, **kw), passed, gids)
+    assert d_m["actor/etr/macro_from_driver"] == [1.0] and f_m["actor/etr/macro_from_driver"] == [0.0]
+    torch.testing.assert_close(f_loss, d_loss, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(f_grad, d_grad, rtol=1e-5, atol=1e-7)
+
+
+def _data_proto(scores, gids, length=5):
+    bs = scores.numel()
+    mask = torch.ones(bs, length)
+    rewards = torch.zeros(bs, length)
+    rewards[:, -1] = scores
+    data = DataProto.from_dict(
+        tensors={"token_level_rewards": rewards, "response_mask": mask},
+        non_tensors={"uid": np.array([f"prompt-{int(g)}" for g in gids], dtype=object)},
+    )
+    return data
+
+
+@pytest.mark.parametrize("norm", [True, False])
+def test_compute_advantage_with_etr_estimator_equals_grpo(norm):
+    from omegaconf import OmegaConf
+
+    passed, gids = binary_groups(5, 4, torch.Generator().manual_seed(3))
+    algo = OmegaConf.create({"adv_estimator": "etr_grpo", "norm_adv_by_std_in_grpo": norm})
+    etr = compute_advantage(_data_proto(passed, gids), adv_estimator="etr_grpo", config=algo)
+    proto = _data_proto(passed, gids)
+    vec, _ = core_algos.compute_grpo_vectorized_outcome_advantage(
+        proto.batch["token_level_rewards"], proto.batch["response_mask"], proto.non_tensor_batch["uid"],
+        norm_adv_by_std_in_grpo=norm,
+    )
+    loop = compute_advantage(_data_proto(passed, gids), adv_estimator="grpo", norm_adv_by_std_in_grpo=norm)
+    assert torch.equal(etr.batch["advantages"], vec)
+    torch.testing.assert_close(etr.batch["advantages"], loop.batch["advantages"], rtol=1e-5, atol=1e-6)
+
+
+def test_verl_grpo_vectorized_ignores_the_config_flag_and_etr_grpo_does_not():
+    """Canary for verl 0.9.1: compute_advantage passes norm_adv_by_std_in_grpo only to 'grpo', so registered
+    estimators must read it from the algorithm config, as etr_grpo does (Dr.GRPO: no std normalisation)."""
+    from omegaconf import OmegaConf
+
+    passed, gids = binary_groups(5, 4, torch.Generator().manual_seed(3), successes=[1, 2, 3, 1, 2])
+    algo = OmegaConf.create({"norm_adv_by_std_in_grpo": False})
+    stock = compute_advantage(_data_proto(passed, gids), adv_estimator="grpo_vectorized", config=algo)
+    etr = compute_advantage(_data_proto(passed, gids), adv_estimator="etr_grpo", config=algo)
+    centred = passed - passed.view(5, 4).mean(1).repeat_interleave(4)
+    torch.testing.assert_close(etr.batch["advantages"][:, 0], centred)
+    assert not torch.allclose(stock.batch["advantages"][:, 0], centred)
+
+
+def test_estimator_rejects_non_finite_rewards():
+    passed, gids = binary_groups(2, 4, torch.Generator().manual_seed(3))
+    passed[3] = float("nan")
+    with pytest.raises(elastic.ETRInputError, match="NaN/inf"):
+        compute_advantage(_data_proto(passed, gids), adv_estimator="etr_grpo", config={"norm_adv_by_std_in_grpo": True})
+
+
+def test_estimator_is_vectorised():
+    """No Python loop over samples or groups: 8192 responses in 2048 groups in well under a second on a CPU."""
+    import time
+
+    gen = torch.Generator().manual_seed(0)
+    scores = (torch.rand(8192, generator=gen) > 0.5).float()
+    index = np.array([f"g{i // 4}" for i in range(8192)], dtype=object)
+    start = time.perf_counter()
+    core_algos.get_adv_estimator_fn("etr_grpo")(
+        token_level_rewards=scores[:, None].expand(-1, 8).contiguous() / 8, response_mask=torch.ones(8192, 8),
+        index=index, config={"norm_adv_by_std_in_grpo": True},
+    )
+    assert time.perf_counter() - start < 1.0
+
+
+def test_driver_macro_signal_from_whole_batch():
+    passed, gids = binary_groups(3, 4, torch.Generator().manual_seed(4), successes=[0, 2, 4])
+    uids = np.array([f"u{int(g)}" for g in gids], dtype=object)
+    mask = torch.ones(12, 3)
+    mask[11] = 0  # a padding sample (verl zeroes its mask and score)
+    ratio, metrics = macro_signal_from_batch(uids, passed, mask, {"etr": {"reward_low": 0.0, "reward_high": 1.0}})
+    assert ratio[:4].tolist() == [0.0] * 4 and ratio[4:8].tolist() == [1.0] * 4
+    assert metrics["actor/etr/zero_variance_group_share"] == pytest.approx(2 / 3)
+
+
+HYDRA_ETR = [
+    f"actor_rollout_ref.actor.policy_loss._target_={'etr_verl.config.EtrPolicyLossConfig'}",
+    "actor_rollout_ref.actor.policy_loss.loss_mode=etr",
+    "+actor_rollout_ref.actor.policy_loss.etr_alpha=0.7",
+    "+actor_rollout_ref.actor.policy_loss.etr_beta=1.0",
+    "algorithm.adv_estimator=etr_grpo",
+    "+algorithm.etr.reward_low=-1",
+    "actor_rollout_ref.rollout.n=8",
+    "data.train_batch_size=16",
+    "actor_rollout_ref.actor.ppo_mini_batch_size=4",
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2",
+    "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=2",
+    "trainer.n_gpus_per_node=1",
+]
+
+
+def _compose(overrides):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        return compose(config_name="ppo_trainer", overrides=overrides)
+
+
+def test_hydra_composition_validation_and_dataclass():
+    from verl.trainer.main_ppo import validate_config
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import omega_conf_to_dataclass
+
+    from etr_verl.config import EtrAlgorithmConfig
+
+    cfg = _compose(HYDRA_ETR)
+    validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+    assert isinstance(actor.policy_loss, EtrPolicyLossConfig)
+    assert (actor.policy_loss.etr_alpha, actor.policy_loss.etr_beta, actor.rollout_n) == (0.7, 1.0, 8)
+    assert EtrAlgorithmConfig.from_algorithm_config(cfg.algorithm).reward_low == -1.0
+
+
+def test_hydra_misspelled_etr_key_fails_loudly():
+    from verl.utils.config import omega_conf_to_dataclass
+
+    cfg = _compose(HYDRA_ETR + ["+actor_rollout_ref.actor.policy_loss.etr_alfa=1.0"])
+    with pytest.raises(Exception, match="etr_alfa"):
+        omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+
+
+def test_hydra_out_of_range_key_names_the_value():
+    from verl.utils.config import omega_conf_to_dataclass
+
+    cfg = _compose(HYDRA_ETR + ["actor_rollout_ref.actor.policy_loss.etr_beta=-2"])
+    with pytest.raises(Exception, match=r"etr_beta=-2"):
+        omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
