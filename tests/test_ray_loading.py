@@ -1,0 +1,143 @@
+"""ETR registers inside Ray worker processes through every loading path, a broken install is reported, and the
+local Ray cluster listens on loopback only."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import textwrap
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0", "conftest must keep Ray on loopback"
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        runtime_env={"env_vars": {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}},
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _registries_in_a_worker(env_vars: dict[str, str]) -> dict:
+    @ray.remote(num_cpus=0.1, runtime_env={"env_vars": env_vars})
+    def probe():
+        import verl  # noqa: F401  (plugin loading happens here)
+        from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
+        from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
+
+        return {
+            "loss": "etr" in POLICY_LOSS_REGISTRY,
+            "estimator": "etr_grpo" in ADV_ESTIMATOR_REGISTRY,
+            "trainer": "etr_sync" in TRAINER_REGISTRY,
+            "pid": os.getpid(),
+        }
+
+    return ray.get(probe.remote(), timeout=300)
+
+
+def test_entry_point_registers_in_worker(local_ray):
+    found = _registries_in_a_worker({"VERL_USE_EXTERNAL_PLUGINS": "auto"})
+    assert found["pid"] != os.getpid()
+    assert found["loss"] and found["estimator"] and found["trainer"]
+
+
+def test_loud_module_path_registers_in_worker_without_entry_points(local_ray):
+    none = _registries_in_a_worker({"VERL_USE_EXTERNAL_PLUGINS": "none"})
+    assert not none["loss"], "with entry points off and no module, nothing should register"
+    loud = _registries_in_a_worker({"VERL_USE_EXTERNAL_PLUGINS": "none", "VERL_USE_EXTERNAL_MODULES": "etr_verl.plugin"})
+    assert loud["loss"] and loud["estimator"] and loud["trainer"]
+
+
+def test_target_path_registers_in_worker(local_ray):
+    @ray.remote(num_cpus=0.1, runtime_env={"env_vars": {"VERL_USE_EXTERNAL_PLUGINS": "none"}})
+    def build_actor_policy_loss():
+        from omegaconf import OmegaConf
+        from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
+        from verl.utils.config import omega_conf_to_dataclass
+
+        before = "etr" in POLICY_LOSS_REGISTRY
+        cfg = omega_conf_to_dataclass(
+            OmegaConf.create({"_target_": "etr_verl.config.EtrPolicyLossConfig", "loss_mode": "etr"})
+        )
+        return before, type(cfg).__name__, "etr" in POLICY_LOSS_REGISTRY
+
+    assert ray.get(build_actor_policy_loss.remote(), timeout=300) == (False, "EtrPolicyLossConfig", True)
+
+
+def _python(code: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess:
+    """Run code in a fresh interpreter, away from the checkout (whose etr_verl would shadow PYTHONPATH)."""
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, **env}, capture_output=True, text=True,
+        timeout=300, cwd=cwd,
+    )
+
+
+def test_broken_install_is_reported(tmp_path):
+    """A broken etr_verl shadowing the real one (a fresh process, as a worker is): the entry point fails silently
+    (verl logs it at DEBUG), but both loud paths raise at start-up with the cause."""
+    broken = tmp_path / "broken" / "etr_verl"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("")
+    for module in ("config.py", "plugin.py"):
+        (broken / module).write_text("raise ImportError('simulated broken etr-verl install')\n")
+    env = {"PYTHONPATH": str(tmp_path / "broken")}
+    probe = """
+        import verl
+        from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
+        print("REGISTERED" if "etr" in POLICY_LOSS_REGISTRY else "MISSING")
+    """
+    silent = _python(probe, env, tmp_path)
+    assert silent.returncode == 0 and "MISSING" in silent.stdout, silent.stderr[-2000:]
+
+    loud = _python(probe, {**env, "VERL_USE_EXTERNAL_MODULES": "etr_verl.plugin"}, tmp_path)
+    assert loud.returncode != 0 and "simulated broken etr-verl install" in loud.stderr
+
+    target = _python(
+        """
+        from omegaconf import OmegaConf
+        from verl.utils.config import omega_conf_to_dataclass
+        omega_conf_to_dataclass(OmegaConf.create({"_target_": "etr_verl.config.EtrPolicyLossConfig"}))
+        """,
+        env,
+        tmp_path,
+    )
+    assert target.returncode != 0 and "etr_verl.config" in target.stderr
+
+    healthy = _python(probe, {}, tmp_path)  # the same probe with the real install registers
+    assert "REGISTERED" in healthy.stdout, healthy.stderr[-2000:]
+
+
+def _descendants(pid: int) -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.Process(pid).children(recursive=True)} | {pid}
+
+
+def test_ray_listens_on_loopback_only(local_ray):
+    _registries_in_a_worker({})  # make sure workers are up
+    ours = _descendants(os.getpid())
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    ray_sockets = []
+    for line in out.splitlines():
+        pids = {int(p) for p in re.findall(r"pid=(\d+)", line)}
+        if pids & ours:
+            ray_sockets.append(line.split()[3])
+    assert ray_sockets, "found no listening socket of this Ray cluster: the check would be vacuous"
+    loopback = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::1\]|\[::ffff:127\.\d+\.\d+\.\d+\]|localhost):")
+    wide = [addr for addr in ray_sockets if not loopback.match(addr)]
+    assert not wide, textwrap.dedent(f"Ray listens beyond loopback: {wide}")
