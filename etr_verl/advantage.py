@@ -67,9 +67,9 @@ def check_group_ids(index: Any, batch_size: int) -> None:
     ids = np.asarray(index, dtype=object).reshape(-1)
     if ids.shape[0] != batch_size:
         raise ETRInputError(f"{ids.shape[0]} group ids for {batch_size} responses: one uid per response is needed.")
-    missing = [i for i, uid in enumerate(ids.tolist()) if uid is None or (isinstance(uid, float) and uid != uid)]
-    if missing:
-        raise ETRInputError(f"responses {missing[:5]} have no group id (None/NaN uid).")
+    missing = np.flatnonzero(np.equal(ids, None) | np.not_equal(ids, ids))  # None, or NaN (NaN != NaN)
+    if missing.size:
+        raise ETRInputError(f"responses {missing[:5].tolist()} have no group id (None/NaN uid).")
 
 
 def group_index(index: Any) -> torch.Tensor:

@@ -27,7 +27,7 @@ from etr_verl.config import LOSS_MODE, etr_policy_loss_config
 logger = logging.getLogger(__name__)
 
 MACRO_FIELD = "etr_group_variance_ratio"
-"""Batch field carrying ``v_g / v_max`` per response, shape ``(bs,)`` fp32, written by the ETR trainer."""
+"""Batch field carrying ``v_g / v_max`` per response, ``(bs, 1)`` (or ``(bs,)``) fp32, written by the ETR trainer."""
 
 _driver_variance_ratio: ContextVar[Optional[torch.Tensor]] = ContextVar("etr_driver_variance_ratio", default=None)
 _fallback_announced = False

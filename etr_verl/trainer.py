@@ -94,7 +94,7 @@ class EtrTrainerMixin:
         return tq.kv_batch_put(
             keys=batch.keys,
             partition_id=batch.partition_id,
-            fields=TensorDict({MACRO_FIELD: ratio}, batch_size=len(batch)),
+            fields=TensorDict({MACRO_FIELD: ratio.unsqueeze(-1)}, batch_size=len(batch)),  # one (1,) per sample
         )
 
 

@@ -81,13 +81,16 @@ def test_worker_ppo_loss_etr_off_equals_vanilla():
     assert "actor/etr/factor_mean" in e_m
 
 
-def test_worker_loss_function_carries_the_driver_signal():
+@pytest.mark.parametrize("field_shape", ["(bs,)", "(bs, 1)"])
+def test_worker_loss_function_carries_the_driver_signal(field_shape):
     """EtrLossFunction (what the ETR trainer installs with set_loss_fn) hands the driver's per-group signal of the
     micro-batch to the etr loss through verl's unmodified ppo_loss."""
     passed, gids = binary_groups(3, 4, torch.Generator().manual_seed(1), successes=[1, 2, 3])
     # shaped rewards (a length penalty on top of pass/fail): the advantage fallback cannot recover these
     shaped = passed * 0.8 + 0.2 * torch.rand(12, generator=torch.Generator().manual_seed(9))
     macro = elastic.group_variance_ratio(shaped, gids)
+    if field_shape == "(bs, 1)":  # as the ETR trainer writes it to TransferQueue
+        macro = macro.unsqueeze(-1)
     config = actor_config(rollout_n=4, etr_alpha=1.0, etr_beta=1.0, etr_factor_min=0.1, etr_factor_max=4.0)
     loss_fn = EtrLossFunction(config)
     loss, grad, metrics = _loss_and_grad(loss_fn, shaped, gids, macro=macro)
