@@ -133,8 +133,8 @@ def response_advantage_magnitude(advantages: torch.Tensor, response_mask: torch.
     Returns:
         ``(bs,)`` fp32.
     """
-    masked = torch.where(response_mask.bool(), advantages.detach().abs(), torch.zeros((), dtype=advantages.dtype))
-    return masked.amax(dim=-1).float()
+    masked = torch.where(response_mask.bool(), advantages.detach(), torch.zeros((), dtype=advantages.dtype))
+    return torch.linalg.vector_norm(masked, ord=math.inf, dim=-1).float()  # max |.|, one pass
 
 
 @torch.no_grad()
@@ -332,12 +332,14 @@ class SurrogateTerms:
         negative_approx_kl: clamped ``log pi - log pi_old``.
         clipped: bool, the (elastic) clip is active (``-A*clip(ratio) > -A*ratio``).
         dual_clipped: bool, the dual-clip is active (``A < 0`` and the loss hit ``-A * clip_ratio_c``).
+        negative: bool, ``A < 0``.
     """
 
     pg_losses: torch.Tensor
     negative_approx_kl: torch.Tensor
     clipped: torch.Tensor
     dual_clipped: torch.Tensor
+    negative: torch.Tensor
 
 
 def elastic_clipped_surrogate(
@@ -377,17 +379,27 @@ def elastic_clipped_surrogate(
         negative_approx_kl=negative_approx_kl,
         clipped=torch.gt(pg_losses2, pg_losses1),
         dual_clipped=torch.gt(clip_pg_losses1, pg_losses3) & negative,
+        negative=negative,
     )
 
 
 @torch.no_grad()
-def non_finite_flags(
+def non_finite_sum(
     old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor
 ) -> torch.Tensor:
-    """``(3,)`` bool on the inputs' device: any NaN/inf at a valid token in old_log_prob, log_prob, advantages.
+    """0-d sum of ``old_log_prob + log_prob + advantages`` over valid tokens: finite iff all three are finite there.
 
-    Kept on the device so the caller can read it with the metrics in one host sync."""
+    One cheap pass kept on the device, so the caller reads it with the metrics in one host sync; the per-tensor
+    diagnosis (:func:`non_finite_inputs`) runs only when it is not finite."""
+    total = old_log_prob.detach() + log_prob.detach() + advantages.detach()
+    return torch.where(response_mask.bool(), total, torch.zeros((), dtype=total.dtype)).sum(dtype=torch.float32)
+
+
+@torch.no_grad()
+def non_finite_inputs(
+    old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor
+) -> list[str]:
+    """Names of the inputs holding NaN/inf at a valid token."""
     mask = response_mask.bool()
-    return torch.stack(
-        [(~torch.isfinite(t.detach()) & mask).any() for t in (old_log_prob, log_prob, advantages)]
-    )
+    named = {"old_log_prob": old_log_prob, "log_prob": log_prob, "advantages": advantages}
+    return [name for name, t in named.items() if bool((~torch.isfinite(t.detach()) & mask).any())]

@@ -103,14 +103,22 @@ def compute_policy_loss_etr(
     }
     named.update(
         _etr_metrics(
-            terms, advantages, response_mask, valid_response, factor, variance_ratio, coeffs, eps_low, eps_high
+            terms, response_mask, valid_response, factor, variance_ratio, coeffs, eps_low, eps_high,
+            named["actor/pg_clipfrac"],
         )
     )
     if variance_ratio is not None:
         named["actor/etr/macro_from_driver"] = torch.tensor(float(from_driver), device=factor.device)
-    checks = elastic.non_finite_flags(old_log_prob, log_prob, advantages, response_mask)
-    values, flags, loss_finite = _read_once(named, checks, pg_loss)
-    _raise_on_bad_values(flags, loss_finite, response_mask, loss_agg_mode, config)
+    checksum = elastic.non_finite_sum(old_log_prob, log_prob, advantages, response_mask)
+    values, inputs_finite, loss_finite = _read_once(named, checksum, pg_loss)
+    if not inputs_finite:
+        bad = elastic.non_finite_inputs(old_log_prob, log_prob, advantages, response_mask)
+        raise elastic.ETRInputError(
+            f"NaN/inf at valid response tokens in {bad}: the etr loss refuses to produce a NaN loss. Check the "
+            "reward/advantage pipeline (advantages) or the rollout/actor numerics (log-probs)."
+        )
+    if not loss_finite:
+        _raise_non_finite_loss(response_mask, loss_agg_mode, config)
     return pg_loss, dict(zip(named, values))
 
 
@@ -149,7 +157,6 @@ def _macro_signal(
 
 def _etr_metrics(
     terms: elastic.SurrogateTerms,
-    advantages: torch.Tensor,
     response_mask: torch.Tensor,
     valid_response: torch.Tensor,
     factor: torch.Tensor,
@@ -157,6 +164,7 @@ def _etr_metrics(
     coeffs: elastic.ElasticityCoefficients,
     eps_low: float,
     eps_high: float,
+    pg_clipfrac: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
     """ETR's diagnostics as 0-d tensors (read in one host sync). Response statistics are over non-empty rows."""
     with torch.no_grad():
@@ -181,8 +189,10 @@ def _etr_metrics(
         at_max = (factor >= coeffs.factor_max) & valid_response
         out["actor/etr/frac_at_factor_min"] = at_min.sum() / n_valid
         out["actor/etr/frac_at_factor_max"] = at_max.sum() / n_valid
-        out["actor/etr/pg_clipfrac_adv_pos"] = verl_F.masked_mean((terms.clipped & (advantages > 0)).float(), response_mask)
-        out["actor/etr/pg_clipfrac_adv_neg"] = verl_F.masked_mean((terms.clipped & (advantages < 0)).float(), response_mask)
+        # a token with A = 0 is never clipped, so the two shares add up to pg_clipfrac
+        clip_neg = verl_F.masked_mean((terms.clipped & terms.negative).float(), response_mask)
+        out["actor/etr/pg_clipfrac_adv_pos"] = pg_clipfrac - clip_neg
+        out["actor/etr/pg_clipfrac_adv_neg"] = clip_neg
         if variance_ratio is not None:
             v_valid = variance_ratio[valid_response]
             out["actor/etr/macro_weight_mean"] = (
@@ -193,36 +203,24 @@ def _etr_metrics(
 
 
 def _read_once(
-    named: dict[str, torch.Tensor], checks: torch.Tensor, loss: torch.Tensor
-) -> tuple[list[float], list[bool], bool]:
-    """One device-to-host copy for every metric and check (each ``.item()`` would be a sync)."""
-    device = checks.device
+    named: dict[str, torch.Tensor], checksum: torch.Tensor, loss: torch.Tensor
+) -> tuple[list[float], bool, bool]:
+    """One device-to-host copy for every metric and both finiteness checks (each ``.item()`` would be a sync)."""
+    device = checksum.device
     packed = torch.stack(
         [v.detach().to(device=device, dtype=torch.float32).reshape(()) for v in named.values()]
-        + [checks.float().reshape(-1)[i] for i in range(checks.numel())]
-        + [torch.isfinite(loss.detach()).float().reshape(())]
+        + [torch.isfinite(checksum).float(), torch.isfinite(loss.detach()).float().reshape(())]
     ).tolist()
-    n = len(named)
-    return packed[:n], [bool(x) for x in packed[n:-1]], bool(packed[-1])
+    return packed[:-2], bool(packed[-2]), bool(packed[-1])
 
 
-def _raise_on_bad_values(
-    flags: list[bool], loss_finite: bool, response_mask: torch.Tensor, loss_agg_mode: str, config: Any
-) -> None:
-    names = ("old_log_prob", "log_prob", "advantages")
-    bad = [name for name, flag in zip(names, flags) if flag]
-    if bad:
-        raise elastic.ETRInputError(
-            f"NaN/inf at valid response tokens in {bad}: the etr loss refuses to produce a NaN loss. Check the "
-            "reward/advantage pipeline (advantages) or the rollout/actor numerics (log-probs)."
-        )
-    if not loss_finite:
-        raise elastic.ETRInputError(
-            f"the etr loss is not finite (loss_agg_mode={loss_agg_mode!r}, valid tokens="
-            f"{int(response_mask.sum())}, global batch info={dict(config.global_batch_info)}). An all-empty "
-            "response mask with a locally normalised aggregation divides by zero; inside verl's trainer the "
-            "global batch size/token count is set and empty micro-batches contribute 0."
-        )
+def _raise_non_finite_loss(response_mask: torch.Tensor, loss_agg_mode: str, config: Any) -> None:
+    raise elastic.ETRInputError(
+        f"the etr loss is not finite (loss_agg_mode={loss_agg_mode!r}, valid tokens={int(response_mask.sum())}, "
+        f"global batch info={dict(config.global_batch_info)}). An all-empty response mask with a locally "
+        "normalised aggregation divides by zero; inside verl's trainer the global batch size/token count is set "
+        "and empty micro-batches contribute 0."
+    )
 
 
 def register() -> None:

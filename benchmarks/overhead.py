@@ -1,0 +1,143 @@
+"""What ETR costs: its loss vs verl's `vanilla`, and `etr_grpo` vs verl's `grpo` / `grpo_vectorized`.
+
+Prints, for every shape, the median forward+backward time of both losses and their ratio (and the peak-memory
+ratio on CUDA), then the advantage estimators' times and ratios, all measured in the same run.
+
+    python benchmarks/overhead.py --quick            # CI-sized smoke run (seconds)
+    python benchmarks/overhead.py                    # micro-batches 8-32 x 4k-16k tokens, fp32 and bf16
+    python benchmarks/overhead.py --device cuda      # the same on a GPU
+
+Targets (issue 5): loss time ratio <= 1.25 and peak-memory ratio <= 1.3 vs vanilla; etr_grpo >= 20x faster
+than grpo and within 1.5x of grpo_vectorized.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from verl.trainer.ppo.core_algos import (
+    compute_grpo_outcome_advantage,
+    compute_grpo_vectorized_outcome_advantage,
+    compute_policy_loss_vanilla,
+)
+from verl.workers.config import ActorConfig, PolicyLossConfig
+
+import etr_verl.plugin  # noqa: F401
+from etr_verl.advantage import compute_etr_grpo_advantage
+from etr_verl.config import EtrPolicyLossConfig
+from etr_verl.policy_loss import compute_policy_loss_etr, driver_macro_signal
+
+FULL_SHAPES = [(8, 4096), (16, 8192), (32, 4096), (32, 16384)]
+QUICK_SHAPES = [(4, 512)]
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _config(policy_loss) -> ActorConfig:
+    return ActorConfig(strategy="fsdp", rollout_n=16, ppo_micro_batch_size_per_gpu=1, clip_ratio_low=0.2,
+                       clip_ratio_high=0.28, policy_loss=policy_loss)
+
+
+def time_loss(loss_fn, config, inputs, macro, device, reps):
+    """Median seconds of one forward+backward, and peak bytes allocated on CUDA (None on CPU)."""
+    times, peak = [], None
+    for rep in range(reps + 2):  # two warm-ups
+        log_prob = inputs["log_prob"].clone().requires_grad_(True)
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        _sync(device)
+        start = time.perf_counter()
+        with driver_macro_signal(macro):
+            loss, _ = loss_fn(old_log_prob=inputs["old_log_prob"], log_prob=log_prob, advantages=inputs["advantages"],
+                              response_mask=inputs["response_mask"], loss_agg_mode="token-mean", config=config)
+        loss.backward()
+        _sync(device)
+        if rep >= 2:
+            times.append(time.perf_counter() - start)
+        if device == "cuda":
+            peak = torch.cuda.max_memory_allocated() - base
+    return statistics.median(times), peak
+
+
+def loss_inputs(bs, length, dtype, device, gen):
+    lengths = torch.randint(length // 2, length + 1, (bs,), generator=gen)
+    mask = (torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)).to(device)
+    adv = torch.randn(bs, generator=gen).to(device)
+    old = (-torch.rand(bs, length, generator=gen) * 3).to(device=device, dtype=dtype)
+    new = (old.float() + 0.3 * torch.randn(bs, length, generator=gen).to(device)).to(dtype)
+    return {"old_log_prob": old, "log_prob": new, "advantages": (adv[:, None] * mask).to(dtype), "response_mask": mask}
+
+
+def bench_losses(shapes, dtypes, device, reps):
+    gen = torch.Generator().manual_seed(0)
+    vanilla_cfg = _config(PolicyLossConfig(loss_mode="vanilla"))
+    etr_cfg = _config(EtrPolicyLossConfig())
+    print(f"{'shape':>12} {'dtype':>9} {'vanilla ms':>11} {'etr ms':>9} {'time ratio':>11} {'mem ratio':>10}")
+    worst = 0.0
+    for bs, length in shapes:
+        for dtype in dtypes:
+            inputs = loss_inputs(bs, length, dtype, device, gen)
+            macro = torch.rand(bs, generator=gen).to(device)
+            tv, mv = time_loss(compute_policy_loss_vanilla, vanilla_cfg, inputs, None, device, reps)
+            te, me = time_loss(compute_policy_loss_etr, etr_cfg, inputs, macro, device, reps)
+            mem = f"{me / mv:10.2f}" if mv else f"{'n/a':>10}"
+            print(f"{bs:>4}x{length:<7} {str(dtype).split('.')[-1]:>9} {tv * 1e3:11.2f} {te * 1e3:9.2f} "
+                  f"{te / tv:11.2f} {mem}")
+            worst = max(worst, te / tv)
+    return worst
+
+
+def bench_estimators(n_prompts, group, length, reps):
+    gen = torch.Generator().manual_seed(0)
+    bs = n_prompts * group
+    rewards = torch.zeros(bs, length)
+    rewards[:, -1] = (torch.rand(bs, generator=gen) > 0.5).float()
+    mask = torch.ones(bs, length)
+    index = np.array([f"prompt-{i // group}" for i in range(bs)], dtype=object)
+    config = {"norm_adv_by_std_in_grpo": True}
+    fns = {
+        "grpo": lambda: compute_grpo_outcome_advantage(rewards, mask, index),
+        "grpo_vectorized": lambda: compute_grpo_vectorized_outcome_advantage(rewards, mask, index),
+        "etr_grpo": lambda: compute_etr_grpo_advantage(rewards, mask, index, config=config),
+    }
+    times = {}
+    for name, fn in fns.items():
+        fn()
+        samples = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+        times[name] = statistics.median(samples)
+    print(f"\nadvantage estimators, {n_prompts} prompts x {group} responses x {length} tokens (CPU):")
+    for name, t in times.items():
+        print(f"  {name:>16}: {t * 1e3:9.2f} ms")
+    print(f"  etr_grpo speed-up vs grpo: {times['grpo'] / times['etr_grpo']:.1f}x (target >= 20x)")
+    print(f"  etr_grpo / grpo_vectorized: {times['etr_grpo'] / times['grpo_vectorized']:.2f} (target <= 1.5)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="CI-sized shapes")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--reps", type=int, default=None)
+    args = parser.parse_args()
+    reps = args.reps or (3 if args.quick else 7)
+    shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
+    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; torch {torch.__version__}; reps {reps} (median)\n")
+    worst = bench_losses(shapes, [torch.float32, torch.bfloat16], args.device, reps)
+    print(f"\nworst loss time ratio: {worst:.2f} (target <= 1.25)")
+    bench_estimators(64 if args.quick else 512, 16, 32 if args.quick else 256, reps)
+
+
+if __name__ == "__main__":
+    main()
