@@ -1,0 +1,46 @@
+"""A local CPU backend for verl 0.9.1 — for smoke runs, the embedded demo and tests. Never a production path.
+
+verl 0.9.1 does not run its trainer on a CPU as shipped (no CPU platform, FSDP engines registered for cuda/npu,
+rollout only through vLLM/SGLang/TensorRT-LLM servers). This subpackage adds, through verl's own registries:
+
+1. a ``cpu`` platform (``PlatformRegistry``; selected with ``VERL_PLATFORM=cpu``): device ``cpu``, backend
+   ``gloo``, Ray resource ``GPU`` backed by logical GPUs (``ray_init.num_gpus``);
+2. a rollout replica named ``hf`` (``RolloutReplicaRegistry``, plus the worker-side adapter in the rollout
+   registry): a Ray actor generating with ``transformers`` and returning token ids and log-probs;
+3. one behaviour patch: the worker's process-group initialisation uses plain ``gloo`` (verl builds
+   ``cpu:gloo,<device>:<backend>``, which torch rejects when the device is ``cpu``).
+
+It is activated by the ``etr_verl.plugin`` entry point only when ``VERL_PLATFORM=cpu`` is set, so it never loads
+in a GPU run. Tested with verl 0.9.1 only.
+"""
+
+from __future__ import annotations
+
+import os
+
+TESTED_VERL_VERSION = "0.9.1"
+_active = False
+
+
+def is_requested() -> bool:
+    return os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu"
+
+
+def activate() -> None:
+    """Register the CPU platform, the ``hf`` rollout and the gloo patch in this process. Idempotent."""
+    global _active
+    if _active:
+        return
+    import verl
+
+    if getattr(verl, "__version__", None) != TESTED_VERL_VERSION:
+        raise RuntimeError(
+            f"etr_verl.local_cpu was written against verl {TESTED_VERL_VERSION}, found {verl.__version__}; "
+            "it touches verl internals that change between releases."
+        )
+    from etr_verl.local_cpu import hf_rollout, patches, platform
+
+    platform.register()
+    hf_rollout.register()
+    patches.apply()
+    _active = True
