@@ -89,3 +89,8 @@ def register() -> None:
         raise ETRInputError(f"advantage estimator {ADV_ESTIMATOR!r} is already registered by {existing!r}.")
     ADV_ESTIMATOR_REGISTRY.pop(ADV_ESTIMATOR, None)  # our own, from a reloaded module
     register_adv_est(ADV_ESTIMATOR)(compute_etr_grpo_advantage)
+
+
+from etr_verl.registration import register as _register  # noqa: E402  (importing this module registers ETR)
+
+_register(finished=__name__)

@@ -157,6 +157,6 @@ def _items(obj: Any) -> list[tuple[str, Any]]:
 
 
 # The `_target_` import is ETR's loud registration path (see module docstring).
-from etr_verl.registration import register  # noqa: E402
+from etr_verl.registration import register as _register  # noqa: E402
 
-register()
+_register(finished=__name__)

@@ -259,3 +259,8 @@ def per_sample_field(data: Any, key: str) -> Optional[torch.Tensor]:
     if value.numel() != batch_size:
         raise elastic.ETRInputError(f"batch field {key!r} has {value.numel()} values for {batch_size} samples.")
     return value.reshape(-1)
+
+
+from etr_verl.registration import register as _register  # noqa: E402  (importing this module registers ETR)
+
+_register(finished=__name__)

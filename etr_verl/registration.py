@@ -12,21 +12,35 @@ Loading paths (every process that builds an actor config, computes advantages or
 from __future__ import annotations
 
 import logging
+import sys
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_VERL_VERSIONS = ("0.9.1",)
 _registered = False
 _in_progress = False
+ADAPTER_MODULES = ("etr_verl.config", "etr_verl.policy_loss", "etr_verl.advantage", "etr_verl.trainer")
 
 
-def register() -> None:
+def _still_initializing(finished: str | None) -> str | None:
+    """An adapter module whose body is still running (other than ``finished``), if any."""
+    for name in ADAPTER_MODULES:
+        module = sys.modules.get(name)
+        spec = getattr(module, "__spec__", None)
+        if module is not None and name != finished and getattr(spec, "_initializing", False):
+            return name
+    return None
+
+
+def register(finished: str | None = None) -> None:
     """Register the ``etr`` policy loss, the ``etr_grpo`` estimator and the ``etr_sync`` trainer. Idempotent.
 
-    Re-entrant: ``etr_verl.config`` calls this when imported (the ``_target_`` path), and this imports it.
+    Every adapter module calls this as its last statement (``finished=__name__``), so importing any of them
+    registers ETR. When the first verl import of a process comes from one of them, verl's plugin loader calls
+    this while that module is half-initialised: registration then waits for that module's own call.
     """
     global _registered, _in_progress
-    if _registered or _in_progress:
+    if _registered or _in_progress or _still_initializing(finished):
         return
     _in_progress = True
     try:

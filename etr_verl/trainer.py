@@ -108,3 +108,8 @@ def register() -> None:
         return
     cls = type("EtrPPOTrainerSync", (EtrTrainerMixin, PPOTrainerSync), {"__module__": __name__})
     register_trainer(TRAINER_MODE)(cls)
+
+
+from etr_verl.registration import register as _register  # noqa: E402  (importing this module registers ETR)
+
+_register(finished=__name__)

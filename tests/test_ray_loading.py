@@ -141,3 +141,24 @@ def test_ray_listens_on_loopback_only(local_ray):
     loopback = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::1\]|\[::ffff:127\.\d+\.\d+\.\d+\]|localhost):")
     wide = [addr for addr in ray_sockets if not loopback.match(addr)]
     assert not wide, textwrap.dedent(f"Ray listens beyond loopback: {wide}")
+
+
+@pytest.mark.parametrize(
+    "first_import",
+    ["etr_verl.config", "etr_verl.policy_loss", "etr_verl.advantage", "etr_verl.trainer", "etr_verl.plugin"],
+)
+def test_loud_path_registers_whatever_module_a_process_imports_first(first_import, tmp_path):
+    """A Ray worker may import one of our modules before verl (unpickling a loss function, say); with the loud
+    module path on, verl's import then runs etr_verl.plugin inside that module's own import. It must still work."""
+    result = _python(
+        f"""
+        import {first_import}
+        from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
+        from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
+        ok = "etr" in POLICY_LOSS_REGISTRY and "etr_grpo" in ADV_ESTIMATOR_REGISTRY and "etr_sync" in TRAINER_REGISTRY
+        print("REGISTERED" if ok else "MISSING")
+        """,
+        {"VERL_USE_EXTERNAL_MODULES": "etr_verl.plugin", "VERL_USE_EXTERNAL_PLUGINS": "none"},
+        tmp_path,
+    )
+    assert result.returncode == 0 and "REGISTERED" in result.stdout, result.stderr[-3000:]

@@ -119,7 +119,7 @@ def write_parquet(path: Path, split: str, seed: int, n: int) -> None:
     pd.DataFrame(rows).to_parquet(path)
 
 
-def build_task(out_dir: Path, seed: int = 0, warm_steps: int = 150, accuracy: float = 0.45,
+def build_task(out_dir: Path, seed: int = 0, warm_steps: int = 600, accuracy: float = 0.6,
                n_train: int = 512, n_val: int = 64, log=print) -> dict[str, str]:
     """Build (or reuse) tokenizer + warm-started model + train/val parquet under ``out_dir``."""
     out_dir = Path(out_dir)

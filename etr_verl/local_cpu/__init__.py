@@ -38,9 +38,22 @@ def activate() -> None:
             f"etr_verl.local_cpu was written against verl {TESTED_VERL_VERSION}, found {verl.__version__}; "
             "it touches verl internals that change between releases."
         )
-    from etr_verl.local_cpu import hf_rollout, patches, platform
+    from etr_verl.local_cpu import patches, platform
 
     platform.register()
-    hf_rollout.register()
+    register_hf_rollout()
     patches.apply()
     _active = True
+
+
+def register_hf_rollout() -> None:
+    """Register the ``hf`` rollout by name only: its module is imported when verl asks for it (importing it here
+    could run inside that module's own first ``import verl``)."""
+    import importlib
+
+    from verl.workers.rollout import base
+    from verl.workers.rollout.replica import RolloutReplicaRegistry
+
+    module = "etr_verl.local_cpu.hf_rollout"
+    RolloutReplicaRegistry.register("hf", lambda: importlib.import_module(module).HFReplica)
+    base._ROLLOUT_REGISTRY[("hf", "async")] = f"{module}.HFServerAdapter"  # a private dict in verl 0.9.1

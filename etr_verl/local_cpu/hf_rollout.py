@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from typing import Any, Generator, Optional
 
 import ray
@@ -46,7 +47,8 @@ class HFGenerationServer:
         self.generation_config = GenerationConfig.from_model_config(self.model.config)
         self.response_length = response_length
         self.prompt_length = prompt_length
-        self.generator = torch.Generator().manual_seed(seed + replica_rank)
+        self.seed = seed + replica_rank
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.global_steps: Optional[int] = None
         self.lock = asyncio.Lock()
 
@@ -57,15 +59,25 @@ class HFGenerationServer:
         if image_data is not None or video_data is not None:
             raise ValueError("the hf CPU rollout is text-only")
         async with self.lock:
-            token_ids, log_probs = self._sample(list(prompt_ids), dict(sampling_params))
+            token_ids, log_probs = self._sample(list(prompt_ids), dict(sampling_params), self._generator(request_id))
         stop = "completed"
         return TokenOutput(
             token_ids=token_ids, log_probs=log_probs, stop_reason=stop,
             extra_fields={"global_steps": self.global_steps},
         )
 
+    def _generator(self, request_id: str) -> torch.Generator:
+        """Under ``rollout.full_determinism`` verl sends stable ids (``det-<sample index>``): seed each request from
+        (seed, step, id), so samples do not depend on the order in which concurrent requests arrive."""
+        if not str(request_id).startswith("det-"):
+            return self.generator
+        key = f"{self.seed}/{self.global_steps}/{request_id}".encode()
+        return torch.Generator().manual_seed(zlib.crc32(key))
+
     @torch.no_grad()
-    def _sample(self, prompt_ids: list[int], params: dict[str, Any]) -> tuple[list[int], list[float]]:
+    def _sample(
+        self, prompt_ids: list[int], params: dict[str, Any], generator: torch.Generator
+    ) -> tuple[list[int], list[float]]:
         """Ancestral sampling with a KV cache; log-probs of the sampled tokens under the sampling distribution."""
         max_tokens = int(params.pop("max_tokens", params.pop("max_new_tokens", self.response_length)))
         max_tokens = max(1, min(max_tokens, self.response_length))
@@ -92,7 +104,7 @@ class HFGenerationServer:
                     drop = cumulative - sorted_logits.softmax(-1) > top_p
                     logits[order[drop]] = float("-inf")
                 logprobs_all = torch.log_softmax(logits, -1)
-                token = int(torch.multinomial(logprobs_all.exp(), 1, generator=self.generator))
+                token = int(torch.multinomial(logprobs_all.exp(), 1, generator=generator))
                 logp = logprobs_all[token].item()
             tokens.append(token)
             log_probs.append(logp)
@@ -193,11 +205,3 @@ class HFServerAdapter(BaseRollout):
             full = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
             state[name] = full.detach().to("cpu", copy=True)
         await self._handle().load_weights.remote(state, kwargs.get("global_steps"))
-
-
-def register() -> None:
-    from verl.workers.rollout import base
-    from verl.workers.rollout.replica import RolloutReplicaRegistry
-
-    RolloutReplicaRegistry.register(ROLLOUT_NAME, lambda: HFReplica)
-    base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = f"{__name__}.HFServerAdapter"  # private in 0.9.1
