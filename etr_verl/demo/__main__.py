@@ -27,7 +27,8 @@ ALGOS = ("grpo", "dapo", "etr", "etr_micro", "etr_macro")
 
 def trainer_overrides(task: dict[str, str], algo: str, steps: int, seed: int, out_dir: Path,
                       prompts_per_step: int = 8, group_size: int = 8, updates_per_step: int = 4,
-                      test_freq: int = 5, lr: float = 5e-4) -> list[str]:
+                      test_freq: int = 5, lr: float = 1e-4, val_before_train: bool = True,
+                      save_freq: int = -1) -> list[str]:
     """The demo's verl config, as overrides of etr_verl's ``etr_trainer`` (every value visible here).
 
     ``updates_per_step`` mini-batches per step keep the updates off-policy, so that clip bounds can bind."""
@@ -56,9 +57,9 @@ def trainer_overrides(task: dict[str, str], algo: str, steps: int, seed: int, ou
         f"actor_rollout_ref.rollout.seed={seed}",
         "trainer.logger=[console,file]",
         f"trainer.total_training_steps={steps}",
-        "trainer.val_before_train=true",
+        f"trainer.val_before_train={str(val_before_train).lower()}",
         f"trainer.test_freq={test_freq}",
-        "trainer.save_freq=-1",
+        f"trainer.save_freq={save_freq}",
         f"trainer.default_local_dir={out_dir / 'checkpoints' / algo}",
         "trainer.project_name=etr_demo",
         f"trainer.experiment_name={algo}",
@@ -66,7 +67,7 @@ def trainer_overrides(task: dict[str, str], algo: str, steps: int, seed: int, ou
 
 
 def run_trainer(overrides: list[str], metrics_path: Path, log_path: Path, extra_env: dict | None = None,
-                echo=print) -> None:
+                echo=print, on_start=None) -> None:
     """One real verl training run in a subprocess; echoes a line per step; raises with the log tail on failure."""
     env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_path), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "PYTHONUNBUFFERED": "1", **(extra_env or {})}
@@ -74,6 +75,8 @@ def run_trainer(overrides: list[str], metrics_path: Path, log_path: Path, extra_
     cmd = [sys.executable, "-m", "etr_verl.main", *overrides]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        if on_start is not None:
+            on_start(proc.pid)
         for line in proc.stdout:
             log.write(line)
             if "step:" in line and " - " in line:

@@ -50,6 +50,7 @@ class HFGenerationServer:
         self.seed = seed + replica_rank
         self.generator = torch.Generator().manual_seed(self.seed)
         self.global_steps: Optional[int] = None
+        self.seen: dict[tuple, int] = {}
         self.lock = asyncio.Lock()
 
     async def generate(
@@ -67,12 +68,15 @@ class HFGenerationServer:
         )
 
     def _generator(self, request_id: str) -> torch.Generator:
-        """Under ``rollout.full_determinism`` verl sends stable ids (``det-<sample index>``): seed each request from
-        (seed, step, id), so samples do not depend on the order in which concurrent requests arrive."""
+        """Under ``rollout.full_determinism`` verl sends stable ids ``det-<prompt index>``, the same for the ``n``
+        samples of a prompt: seed each request from (seed, step, id, how many times this id was seen this step),
+        so samples do not depend on how concurrent requests of different prompts interleave."""
         if not str(request_id).startswith("det-"):
             return self.generator
-        key = f"{self.seed}/{self.global_steps}/{request_id}".encode()
-        return torch.Generator().manual_seed(zlib.crc32(key))
+        key = (self.global_steps, request_id)
+        occurrence = self.seen.get(key, 0)
+        self.seen[key] = occurrence + 1
+        return torch.Generator().manual_seed(zlib.crc32(f"{self.seed}/{key[0]}/{request_id}/{occurrence}".encode()))
 
     @torch.no_grad()
     def _sample(
@@ -122,6 +126,7 @@ class HFGenerationServer:
             self.model.load_state_dict(state_dict, strict=False)
             if global_steps is not None:
                 self.global_steps = global_steps
+            self.seen.clear()
         return len(state_dict)
 
     async def wake_up(self):

@@ -1,0 +1,104 @@
+"""etr_verl.main's Hydra configs: every preset composes from the installed package and passes the driver-side
+validation; bad input is reported before Ray starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from etr_verl.demo.__main__ import trainer_overrides
+from etr_verl.main import OnPolicyClipWarning, check_clipping_can_bind, validate
+
+PRESETS = ("grpo", "dapo", "etr", "etr_micro", "etr_macro")
+FAKE_TASK = {"train": "/nonexistent/train.parquet", "val": "/nonexistent/val.parquet", "model": "/nonexistent/model"}
+
+
+def _compose(overrides):
+    with initialize_config_module(config_module="etr_verl.hydra_configs", version_base=None):
+        return compose(config_name="etr_trainer", overrides=overrides)
+
+
+def _demo_overrides(algo, **kwargs):
+    from pathlib import Path
+
+    return trainer_overrides(FAKE_TASK, algo, steps=2, seed=0, out_dir=Path("/tmp/unused"), **kwargs)
+
+
+@pytest.mark.parametrize("algo", PRESETS)
+@pytest.mark.parametrize("backend", ["gpu", "local_cpu"])
+def test_every_preset_composes_and_validates(algo, backend):
+    overrides = [o for o in _demo_overrides(algo) if not o.startswith("backend=")] + [f"backend={backend}"]
+    config = _compose(overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OnPolicyClipWarning)
+        validate(config)
+    policy_loss = config.actor_rollout_ref.actor.policy_loss
+    if algo.startswith("etr"):
+        assert policy_loss.loss_mode == "etr" and config.algorithm.adv_estimator == "etr_grpo"
+        assert config.trainer.v1.trainer_mode == "etr_sync"
+        assert (policy_loss.etr_alpha > 0) == (algo != "etr_macro")
+        assert (policy_loss.etr_beta > 0) == (algo != "etr_micro")
+    else:
+        assert policy_loss.loss_mode == "vanilla" and config.trainer.v1.trainer_mode == "sync"
+    assert (config.actor_rollout_ref.actor.clip_ratio_high == 0.28) == (algo == "dapo")
+    assert config.ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES == "etr_verl.plugin"
+
+
+def test_presets_differ_only_in_the_algorithm():
+    def flat(cfg, prefix=""):
+        from omegaconf import OmegaConf
+
+        out = {}
+        for key, value in OmegaConf.to_container(cfg, resolve=False).items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict):
+                out.update(flat(OmegaConf.create(value), path + "."))
+            else:
+                out[path] = value
+        return out
+
+    base = flat(_compose(_demo_overrides("etr")))
+    for algo in PRESETS:
+        diff = {k for k, v in flat(_compose(_demo_overrides(algo))).items() if base.get(k) != v}
+        diff |= set(base) - set(flat(_compose(_demo_overrides(algo))))
+        allowed = ("actor_rollout_ref.actor.policy_loss.", "actor_rollout_ref.actor.clip_ratio", "algorithm.adv_estimator",
+                   "trainer.v1.trainer_mode", "trainer.experiment_name", "trainer.default_local_dir")
+        assert all(k.startswith(allowed) for k in diff), sorted(diff)
+
+
+def test_on_policy_setup_warns():
+    config = _compose(_demo_overrides("etr", updates_per_step=1))
+    with pytest.warns(OnPolicyClipWarning, match="no clip bound ever binds"):
+        assert not check_clipping_can_bind(config)
+    with pytest.warns(OnPolicyClipWarning):
+        validate(config)
+
+
+def _main(args, tmp_path):
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    return subprocess.run([sys.executable, "-m", "etr_verl.main", *args], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env=env)
+
+
+def test_misspelled_etr_key_fails_before_ray_starts(tmp_path):
+    result = _main(_demo_overrides("etr") + ["+actor_rollout_ref.actor.policy_loss.etr_alfa=1.0"], tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "etr_alfa" in output
+    assert "ray init kwargs" not in output and "Started a local Ray instance" not in output
+
+
+def test_out_of_range_coefficient_fails_before_ray_starts(tmp_path):
+    result = _main(_demo_overrides("etr") + ["actor_rollout_ref.actor.policy_loss.etr_factor_max=9"], tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "factor_max" in output and "ray init kwargs" not in output
+
+
+def test_unknown_algorithm_etr_key_fails(tmp_path):
+    config = _compose(_demo_overrides("etr") + ["+algorithm.etr.reward_hi=2"])
+    with pytest.raises(ValueError, match="reward_hi"):
+        validate(config)
