@@ -102,14 +102,18 @@ def test_ray_listened_on_loopback_only(first_run):
     assert all(LOOPBACK.match(a) for a in addresses), addresses
 
 
-def test_same_seed_same_metrics(task, first_run, tmp_path):
+def test_same_seed_same_rollouts(task, first_run, tmp_path):
+    """Same seed, same config: the first step's rollouts, rewards and driver-side macro signal are identical.
+
+    Not reproducible bit for bit after that: verl's V1 trainer orders the training batch as rollouts complete
+    (concurrent requests), so the rows that land in each PPO mini-batch, and hence the updates, can differ between
+    runs. Everything that does not depend on row order is compared here."""
     _, first, _ = first_run
-    again = _run(task, tmp_path, "again", steps=2)
-    keys = ("critic/score/mean", "actor/pg_loss", "actor/etr/factor_mean", "actor/pg_clipfrac", "actor/entropy",
-            "response_length/mean")
-    for a, b in zip(first, again):
-        for key in keys:
-            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
+    again = _run(task, tmp_path, "again", steps=1)
+    keys = ("critic/score/mean", "critic/score/max", "response_length/mean", "critic/advantages/max",
+            "critic/advantages/min", "actor/etr/zero_variance_group_share", "actor/etr/group_variance_ratio_mean")
+    for key in keys:
+        assert first[0][key] == pytest.approx(again[0][key], rel=1e-6, abs=1e-9), key
 
 
 def test_resume_from_checkpoint_continues_at_the_next_step(task, first_run):

@@ -48,7 +48,6 @@ class HFGenerationServer:
         self.response_length = response_length
         self.prompt_length = prompt_length
         self.seed = seed + replica_rank
-        self.generator = torch.Generator().manual_seed(self.seed)
         self.global_steps: Optional[int] = None
         self.seen: dict[tuple, int] = {}
         self.lock = asyncio.Lock()
@@ -60,23 +59,21 @@ class HFGenerationServer:
         if image_data is not None or video_data is not None:
             raise ValueError("the hf CPU rollout is text-only")
         async with self.lock:
-            token_ids, log_probs = self._sample(list(prompt_ids), dict(sampling_params), self._generator(request_id))
+            token_ids, log_probs = self._sample(list(prompt_ids), dict(sampling_params), self._generator(list(prompt_ids)))
         stop = "completed"
         return TokenOutput(
             token_ids=token_ids, log_probs=log_probs, stop_reason=stop,
             extra_fields={"global_steps": self.global_steps},
         )
 
-    def _generator(self, request_id: str) -> torch.Generator:
-        """Under ``rollout.full_determinism`` verl sends stable ids ``det-<prompt index>``, the same for the ``n``
-        samples of a prompt: seed each request from (seed, step, id, how many times this id was seen this step),
-        so samples do not depend on how concurrent requests of different prompts interleave."""
-        if not str(request_id).startswith("det-"):
-            return self.generator
-        key = (self.global_steps, request_id)
+    def _generator(self, prompt_ids: list[int]) -> torch.Generator:
+        """Seed each request from (seed, step, prompt, how many times this prompt was asked this step): the ``n``
+        samples of a prompt are then the same set whatever order concurrent requests arrive in."""
+        prompt_key = zlib.crc32(",".join(map(str, prompt_ids)).encode())
+        key = (self.global_steps, prompt_key)
         occurrence = self.seen.get(key, 0)
         self.seen[key] = occurrence + 1
-        return torch.Generator().manual_seed(zlib.crc32(f"{self.seed}/{key[0]}/{request_id}/{occurrence}".encode()))
+        return torch.Generator().manual_seed(zlib.crc32(f"{self.seed}/{key[0]}/{prompt_key}/{occurrence}".encode()))
 
     @torch.no_grad()
     def _sample(
