@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -88,14 +89,22 @@ def run_trainer(overrides: list[str], metrics_path: Path, log_path: Path, extra_
 
 
 def _progress(line: str) -> str:
-    fields = dict(part.split(":", 1) for part in line.split(" - ") if ":" in part)
+    """A compact summary of one of verl's console metric lines (values may print as ``np.float64(0.5)``)."""
+    fields = {}
+    for part in line.split(" - "):
+        if ":" in part:
+            key, value = part.split(":", 1)
+            value = re.sub(r"^\s*np\.\w+\((.*)\)\s*$", r"\1", value)  # np.float64(0.5) -> 0.5
+            number = re.match(r"\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$", value)
+            if number:
+                fields[key.strip()] = float(number.group(1))
     step = line.split("step:", 1)[1].split(" ", 1)[0]
-    shown = []
+    shown = [f"val acc {v:.3f}" for k, v in fields.items() if k.startswith("val-core/") and "/acc/" in k]
     for key, label in (("critic/score/mean", "reward"), ("actor/entropy", "entropy"),
                        ("actor/pg_clipfrac", "clipfrac"), ("actor/etr/factor_mean", "factor"),
                        ("timing_s/step", "s")):
         if key in fields:
-            shown.append(f"{label} {float(fields[key].strip()):.3f}")
+            shown.append(f"{label} {fields[key]:.3f}")
     return f"step {step}: " + ", ".join(shown)
 
 
