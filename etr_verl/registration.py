@@ -45,8 +45,12 @@ def register(finished: str | None = None) -> None:
     _in_progress = True
     try:
         check_verl_version()
-        from etr_verl import config  # noqa: F401  (first, so the modules below find it complete)
-        from etr_verl import advantage, policy_loss, trainer
+        from etr_verl import (
+            advantage,
+            config,  # noqa: F401  (first, so the modules below find it complete)
+            policy_loss,
+            trainer,
+        )
 
         policy_loss.register()
         advantage.register()
@@ -70,15 +74,3 @@ def check_verl_version() -> str:
             SUPPORTED_VERL_VERSIONS[-1],
         )
     return version
-
-
-def is_registered() -> bool:
-    """True when every ETR name resolves in verl's registries in this process."""
-    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
-    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
-
-    from etr_verl.advantage import ADV_ESTIMATOR
-    from etr_verl.config import LOSS_MODE
-    from etr_verl.trainer import TRAINER_MODE
-
-    return LOSS_MODE in POLICY_LOSS_REGISTRY and ADV_ESTIMATOR in ADV_ESTIMATOR_REGISTRY and TRAINER_MODE in TRAINER_REGISTRY

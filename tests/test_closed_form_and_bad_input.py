@@ -45,7 +45,8 @@ def test_default_clamp_on_the_same_groups():
     failures 2 * sqrt(7/8) / 8 = 0.234 -> clamped to 0.5."""
     coeffs = EtrPolicyLossConfig().coefficients
     passed, gids = binary_groups(1, G, torch.Generator().manual_seed(0), successes=[1])
-    f = elastic.elastic_factor(grpo_advantages(passed, gids, eps=0.0).abs(), elastic.group_variance_ratio(passed, gids), coeffs)
+    magnitude = grpo_advantages(passed, gids, eps=0.0).abs()
+    f = elastic.elastic_factor(magnitude, elastic.group_variance_ratio(passed, gids), coeffs)
     assert f[passed > 0].item() == pytest.approx(2 * math.sqrt(7 / 8) * 7 / 8, rel=1e-5)
     assert bool((f[passed == 0] == 0.5).all())
 
@@ -88,7 +89,8 @@ def test_all_masked_rows_contribute_nothing():
     config = actor_config(etr_alpha=1.0, etr_beta=0.0)
     loss, metrics = _etr_loss(batch, config)
     keep = batch["response_mask"].any(1)
-    loss_kept, metrics_kept = _etr_loss({k: v[keep] for k, v in batch.items()}, actor_config(etr_alpha=1.0, etr_beta=0.0))
+    kept = {k: v[keep] for k, v in batch.items()}
+    loss_kept, metrics_kept = _etr_loss(kept, actor_config(etr_alpha=1.0, etr_beta=0.0))
     torch.testing.assert_close(loss, loss_kept)
     assert metrics["actor/etr/factor_mean"] == pytest.approx(metrics_kept["actor/etr/factor_mean"])
 

@@ -66,7 +66,8 @@ def test_presets_differ_only_in_the_algorithm():
     for algo in PRESETS:
         diff = {k for k, v in flat(_compose(_demo_overrides(algo))).items() if base.get(k) != v}
         diff |= set(base) - set(flat(_compose(_demo_overrides(algo))))
-        allowed = ("actor_rollout_ref.actor.policy_loss.", "actor_rollout_ref.actor.clip_ratio", "algorithm.adv_estimator",
+        allowed = ("actor_rollout_ref.actor.policy_loss.", "actor_rollout_ref.actor.clip_ratio",
+                   "algorithm.adv_estimator",
                    "trainer.v1.trainer_mode", "trainer.experiment_name", "trainer.default_local_dir")
         assert all(k.startswith(allowed) for k in diff), sorted(diff)
 

@@ -38,6 +38,7 @@ def _run(loss_fn, batch, config, use_weights):
 def assert_same_as_vanilla(batch, agg, use_weights, etr_keys, global_info=None, clip=(0.2, 0.28), clip_c=3.0):
     vanilla_cfg = actor_config("vanilla", *clip, clip_ratio_c=clip_c, loss_agg_mode=agg)
     etr_cfg = actor_config("etr", *clip, clip_ratio_c=clip_c, loss_agg_mode=agg, **etr_keys)
+    assert etr_cfg.policy_loss.coefficients.elasticity_off
     for cfg in (vanilla_cfg, etr_cfg):
         cfg.global_batch_info.update(global_info or {})
     v_loss, v_grad, v_metrics = _run(compute_policy_loss_vanilla, batch, vanilla_cfg, use_weights)
@@ -108,6 +109,10 @@ def test_parity_property(batch_size, length, seed, agg, use_weights, off, clip_l
     gen = torch.Generator().manual_seed(seed)
     batch = loss_batch(batch_size, length, gen, spread=1.0)
     assert_same_as_vanilla(batch, agg, use_weights, ELASTICITY_OFF[off], clip=(clip_low, clip_high), clip_c=clip_c)
+
+
+def test_default_coefficients_are_elastic():
+    assert not actor_config("etr").policy_loss.coefficients.elasticity_off
 
 
 def test_registered_under_etr():

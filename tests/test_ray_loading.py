@@ -57,7 +57,9 @@ def test_entry_point_registers_in_worker(local_ray):
 def test_loud_module_path_registers_in_worker_without_entry_points(local_ray):
     none = _registries_in_a_worker({"VERL_USE_EXTERNAL_PLUGINS": "none"})
     assert not none["loss"], "with entry points off and no module, nothing should register"
-    loud = _registries_in_a_worker({"VERL_USE_EXTERNAL_PLUGINS": "none", "VERL_USE_EXTERNAL_MODULES": "etr_verl.plugin"})
+    loud = _registries_in_a_worker(
+        {"VERL_USE_EXTERNAL_PLUGINS": "none", "VERL_USE_EXTERNAL_MODULES": "etr_verl.plugin"}
+    )
     assert loud["loss"] and loud["estimator"] and loud["trainer"]
 
 

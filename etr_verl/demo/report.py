@@ -53,7 +53,8 @@ def write_report(out: Path, algos: list[str]) -> str:
                     steps, values = series(rows, name)
                     if steps:
                         ax.plot(steps, values, style, label=f"{algo} {name.split('/')[-1]}")
-                        lo, hi = series(rows, name.replace("_mean", "_min"))[1], series(rows, name.replace("_mean", "_max"))[1]
+                        lo = series(rows, name.replace("_mean", "_min"))[1]
+                        hi = series(rows, name.replace("_mean", "_max"))[1]
                         ax.fill_between(steps, lo, hi, alpha=0.15)
             else:
                 ax.plot(*series(rows, key), label=algo)

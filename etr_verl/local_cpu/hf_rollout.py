@@ -59,7 +59,8 @@ class HFGenerationServer:
         if image_data is not None or video_data is not None:
             raise ValueError("the hf CPU rollout is text-only")
         async with self.lock:
-            token_ids, log_probs = self._sample(list(prompt_ids), dict(sampling_params), self._generator(list(prompt_ids)))
+            generator = self._generator(list(prompt_ids))
+            token_ids, log_probs = self._sample(list(prompt_ids), dict(sampling_params), generator)
         stop = "completed"
         return TokenOutput(
             token_ids=token_ids, log_probs=log_probs, stop_reason=stop,
