@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from typing import Optional
 
 import torch
@@ -96,3 +98,19 @@ def loss_batch(
         "response_mask": mask,
         "rollout_is_weights": weights,
     }
+
+
+LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::1\]|\[::ffff:127\.\d+\.\d+\.\d+\]|localhost):")
+"""A listening address on loopback, as `ss` prints it (IPv4, IPv6, IPv4-mapped IPv6)."""
+
+
+def listening_addresses(root_pid: int) -> set[str]:
+    """Addresses on which ``root_pid`` or any of its descendants listens (TCP), read from ``ss -ltnp``."""
+    import psutil
+
+    try:
+        tree = {root_pid} | {p.pid for p in psutil.Process(root_pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[3] for line in out.splitlines() if {int(p) for p in re.findall(r"pid=(\d+)", line)} & tree}

@@ -11,7 +11,7 @@ import warnings
 import pytest
 from hydra import compose, initialize_config_module
 
-from etr_verl.demo.__main__ import trainer_overrides
+from etr_verl.demo.runner import trainer_overrides
 from etr_verl.main import OnPolicyClipWarning, check_clipping_can_bind, validate
 
 PRESETS = ("grpo", "dapo", "etr", "etr_micro", "etr_macro")
@@ -106,11 +106,11 @@ def test_unknown_algorithm_etr_key_fails(tmp_path):
 
 
 def test_demo_progress_line_shows_validation_and_training_metrics():
-    from etr_verl.demo.__main__ import _progress
+    from etr_verl.demo.runner import progress_line
 
     line = ("(TaskRunnerV1 pid=1) step:5 - val-core/openai/gsm8k/acc/mean@1:np.float64(0.84375) - "
             "num_turns/mean:np.float64(2.0) - critic/score/mean:0.453125 "
             "- actor/entropy:0.28 - actor/pg_clipfrac:0.004 - actor/etr/factor_mean:0.887 - timing_s/step:2.99\n")
-    assert _progress(line) == (
+    assert progress_line(line) == (
         "step 5: val acc 0.844, reward 0.453, entropy 0.280, clipfrac 0.004, factor 0.887, s 2.990"
     )

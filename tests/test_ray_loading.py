@@ -4,11 +4,11 @@ local Ray cluster listens on loopback only."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import textwrap
 
 import pytest
+from etr_testkit import LOOPBACK, listening_addresses
 
 ray = pytest.importorskip("ray")
 
@@ -124,25 +124,12 @@ def test_broken_install_is_reported(tmp_path):
     assert "REGISTERED" in healthy.stdout, healthy.stderr[-2000:]
 
 
-def _descendants(pid: int) -> set[int]:
-    import psutil
-
-    return {p.pid for p in psutil.Process(pid).children(recursive=True)} | {pid}
-
-
 def test_ray_listens_on_loopback_only(local_ray):
     _registries_in_a_worker({})  # make sure workers are up
-    ours = _descendants(os.getpid())
-    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
-    ray_sockets = []
-    for line in out.splitlines():
-        pids = {int(p) for p in re.findall(r"pid=(\d+)", line)}
-        if pids & ours:
-            ray_sockets.append(line.split()[3])
+    ray_sockets = listening_addresses(os.getpid())
     assert ray_sockets, "found no listening socket of this Ray cluster: the check would be vacuous"
-    loopback = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::1\]|\[::ffff:127\.\d+\.\d+\.\d+\]|localhost):")
-    wide = [addr for addr in ray_sockets if not loopback.match(addr)]
-    assert not wide, textwrap.dedent(f"Ray listens beyond loopback: {wide}")
+    wide = [addr for addr in ray_sockets if not LOOPBACK.match(addr)]
+    assert not wide, f"Ray listens beyond loopback: {wide}"
 
 
 @pytest.mark.parametrize(

@@ -4,23 +4,21 @@ Ray stays on loopback, and a checkpoint resumes at the right step. (Slowest test
 from __future__ import annotations
 
 import math
-import re
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from etr_testkit import LOOPBACK, listening_addresses
 
-from etr_verl.demo.__main__ import run_trainer, trainer_overrides
 from etr_verl.demo.report import read_metrics
+from etr_verl.demo.runner import run_trainer, trainer_overrides
 from etr_verl.demo.task import build_task
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 ETR_KEYS = ("actor/etr/factor_mean", "actor/etr/eps_low_min", "actor/etr/eps_low_max", "actor/etr/macro_from_driver",
             "actor/etr/zero_variance_group_share", "actor/etr/pg_clipfrac_adv_pos")
-LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::1\]|\[::ffff:127\.\d+\.\d+\.\d+\]|localhost):")
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +40,8 @@ class ListenerWatch:
         self._thread.start()
 
     def _poll(self, pid: int) -> None:
-        import psutil
-
         while not self._stop.is_set():
-            try:
-                tree = {pid} | {p.pid for p in psutil.Process(pid).children(recursive=True)}
-            except psutil.NoSuchProcess:
-                return
-            out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
-            for line in out.splitlines():
-                if {int(p) for p in re.findall(r"pid=(\d+)", line)} & tree:
-                    self.addresses.add(line.split()[3])
+            self.addresses |= listening_addresses(pid)
             time.sleep(1.0)
 
     def stop(self) -> set[str]:
