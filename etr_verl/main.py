@@ -4,18 +4,26 @@ The primary config ``etr_verl/hydra_configs/etr_trainer.yaml`` extends verl's ``
 preset (``algo=grpo|dapo|etr|etr_micro|etr_macro``) and a backend (``backend=gpu|local_cpu``). Everything is
 validated here, in the driver, before Ray starts: ETR's keys (built through verl's own config dataclasses),
 verl's ``validate_config``, and the on-policy trap. Then verl's own ``run_ppo`` runs verl's own V1 trainer.
+
+``--dry-run`` (anywhere on the command line) composes, validates and prints the fully resolved config as YAML,
+then exits without starting Ray: ``python -m etr_verl.main --dry-run algo=etr data.train_files=...``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 logger = logging.getLogger(__name__)
+
+DRY_RUN_FLAG = "--dry-run"
+RESOLVED_CONFIG_MARKER = "# ---- etr-verl resolved config (YAML) ----"
+_dry_run = False  # set by entry() from the command line, before Hydra parses the rest
 
 
 class OnPolicyClipWarning(UserWarning):
@@ -74,8 +82,9 @@ def validate(config: DictConfig) -> None:
     check_clipping_can_bind(config)
 
 
-def run(config: DictConfig) -> None:
-    """Validate, then hand over to verl's own ``run_ppo`` with its V1 task runner."""
+def run(config: DictConfig, dry_run: bool = False) -> None:
+    """Validate, then hand over to verl's own ``run_ppo`` with its V1 task runner (``dry_run``: print the
+    resolved config instead)."""
     env = local_backend_env(config)
     os.environ.update(env)  # before Ray starts: the local cluster must bind loopback only
     if env:
@@ -86,6 +95,11 @@ def run(config: DictConfig) -> None:
     validate(config)
     if not config.trainer.use_v1:
         raise ValueError("etr_verl.main runs verl's V1 trainer only; remove trainer.use_v1=false.")
+    if dry_run:
+        print(RESOLVED_CONFIG_MARKER)
+        print(OmegaConf.to_yaml(config), end="")
+        print("# etr-verl dry run: the config above composed and passed every driver-side check; nothing ran.")
+        return
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
 
     run_ppo(config, task_runner_class=TaskRunnerV1)
@@ -93,8 +107,17 @@ def run(config: DictConfig) -> None:
 
 @hydra.main(config_path="hydra_configs", config_name="etr_trainer", version_base=None)
 def main(config: DictConfig) -> None:
-    run(config)
+    run(config, dry_run=_dry_run)
+
+
+def entry() -> None:
+    """Command-line entry (``python -m etr_verl.main``, ``etr-verl-train``): takes ``--dry-run`` off the argument
+    list (Hydra would reject it), then runs the Hydra app."""
+    global _dry_run
+    _dry_run = DRY_RUN_FLAG in sys.argv[1:]
+    sys.argv[1:] = [arg for arg in sys.argv[1:] if arg != DRY_RUN_FLAG]
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    entry()
