@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
+import time
 from typing import Optional
 
 import torch
@@ -114,3 +116,27 @@ def listening_addresses(root_pid: int) -> set[str]:
         return set()
     out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
     return {line.split()[3] for line in out.splitlines() if {int(p) for p in re.findall(r"pid=(\d+)", line)} & tree}
+
+
+class ListenerWatch:
+    """Polls `ss -ltnp` for sockets owned by the run's process tree (driver, raylet, GCS, workers)."""
+
+    def __init__(self):
+        self.addresses: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self, pid: int) -> None:
+        self._thread = threading.Thread(target=self._poll, args=(pid,), daemon=True)
+        self._thread.start()
+
+    def _poll(self, pid: int) -> None:
+        while not self._stop.is_set():
+            self.addresses |= listening_addresses(pid)
+            time.sleep(1.0)
+
+    def stop(self) -> set[str]:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        return self.addresses

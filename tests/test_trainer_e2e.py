@@ -4,12 +4,10 @@ Ray stays on loopback, and a checkpoint resumes at the right step. (Slowest test
 from __future__ import annotations
 
 import math
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from etr_testkit import LOOPBACK, listening_addresses
+from etr_testkit import LOOPBACK, ListenerWatch
 
 from etr_verl.demo.report import read_metrics
 from etr_verl.demo.runner import run_trainer, trainer_overrides
@@ -25,30 +23,6 @@ ETR_KEYS = ("actor/etr/factor_mean", "actor/etr/eps_low_min", "actor/etr/eps_low
 def task(tmp_path_factory):
     return build_task(tmp_path_factory.mktemp("task"), seed=0, warm_steps=300, accuracy=0.6, n_train=128, n_val=16,
                       log=lambda _m: None)
-
-
-class ListenerWatch:
-    """Polls `ss -ltnp` for sockets owned by the run's process tree (driver, raylet, GCS, workers)."""
-
-    def __init__(self):
-        self.addresses: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = None
-
-    def start(self, pid: int) -> None:
-        self._thread = threading.Thread(target=self._poll, args=(pid,), daemon=True)
-        self._thread.start()
-
-    def _poll(self, pid: int) -> None:
-        while not self._stop.is_set():
-            self.addresses |= listening_addresses(pid)
-            time.sleep(1.0)
-
-    def stop(self) -> set[str]:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
-        return self.addresses
 
 
 def _run(task, out: Path, name: str, steps: int, algo: str = "etr", watch=None, **kwargs) -> list[dict]:
