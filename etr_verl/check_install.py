@@ -1,0 +1,100 @@
+"""``python -m etr_verl.check_install``: is this environment able to run ETR with verl? (The Docker image runs it at
+build time; run it on every node of a cluster.) Exits non-zero, naming what is wrong and the fix.
+
+Checks, each through the path verl itself uses:
+- verl is a supported version and its runtime requirements that a base image may hold back (transformers,
+  TransferQueue) satisfy verl's own metadata;
+- the ``verl.plugins`` entry point ``etr`` is installed and loads;
+- ``import verl`` with ``VERL_USE_EXTERNAL_MODULES=etr_verl.plugin`` (the loud path of the Ray runtime env) and
+  verl's registries then hold the ``etr`` loss, the ``etr_grpo`` estimator and the ``etr_sync`` trainer;
+- the Hydra config ``etr_trainer`` is found from the installed package (``pkg://``), with ``algo=etr``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib import metadata
+
+from etr_verl.registration import SUPPORTED_VERL_VERSIONS
+
+HELD_BACK_BY_BASE_IMAGES = ("transformers", "transferqueue")  # canonical names
+
+# Run in a fresh interpreter so that VERL_USE_EXTERNAL_MODULES is seen by verl's own import.
+REGISTRY_PROBE = """
+import verl
+from verl.trainer.ppo.core_algos import get_adv_estimator_fn, get_policy_loss_fn
+from verl.trainer.ppo.v1.trainer_base import get_trainer_cls
+get_policy_loss_fn("etr"); get_adv_estimator_fn("etr_grpo"); get_trainer_cls("etr_sync")
+from hydra import compose, initialize_config_module
+with initialize_config_module(config_module="etr_verl.hydra_configs", version_base=None):
+    config = compose(config_name="etr_trainer", overrides=["algo=etr"])
+assert config.actor_rollout_ref.actor.policy_loss.loss_mode == "etr", config.actor_rollout_ref.actor.policy_loss
+print("registries and Hydra config: ok")
+"""
+
+
+def requirement_problems(distribution: str = "verl") -> list[str]:
+    """Requirements of ``distribution`` (base requirements and the verl-core extra) on the held-back packages that
+    the installed versions do not satisfy."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    problems = []
+    for text in metadata.requires(distribution) or []:
+        requirement = Requirement(text)
+        marker_ok = requirement.marker is None or requirement.marker.evaluate({"extra": "verl-core"})
+        if not marker_ok or canonicalize_name(requirement.name) not in HELD_BACK_BY_BASE_IMAGES:
+            continue
+        try:
+            installed = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            problems.append(f"{requirement.name} is not installed; verl needs {requirement}")
+            continue
+        if not requirement.specifier.contains(installed, prereleases=True):
+            problems.append(f"{requirement.name} {installed} does not satisfy verl's {requirement}; "
+                            f"run: pip install '{requirement}'")
+    return problems
+
+
+def check() -> list[str]:
+    problems = []
+    try:
+        verl_version = metadata.version("verl")
+    except metadata.PackageNotFoundError:
+        return ["verl is not installed; run: pip install 'verl[verl-core]==0.9.1' (GPU images: verl[vllm]==0.9.1)"]
+    if verl_version not in SUPPORTED_VERL_VERSIONS:
+        problems.append(f"verl {verl_version} is not supported (supported: {', '.join(SUPPORTED_VERL_VERSIONS)}); "
+                        f"run: pip install 'verl=={SUPPORTED_VERL_VERSIONS[-1]}'")
+    problems += requirement_problems()
+    entry_points = [ep for ep in metadata.entry_points(group="verl.plugins") if ep.name == "etr"]
+    if not entry_points:
+        problems.append("the verl.plugins entry point 'etr' is missing: reinstall etr-verl (pip install etr-verl)")
+    else:
+        try:
+            entry_points[0].load()
+        except Exception as error:  # the entry point must load; report how it fails
+            problems.append(f"the verl.plugins entry point 'etr' fails to load: {error!r}")
+    env = {**os.environ, "VERL_USE_EXTERNAL_MODULES": "etr_verl.plugin"}
+    probe = subprocess.run([sys.executable, "-c", REGISTRY_PROBE], env=env, capture_output=True, text=True)
+    if probe.returncode != 0:
+        tail = "\n".join(probe.stderr.strip().splitlines()[-5:])
+        problems.append(f"verl with VERL_USE_EXTERNAL_MODULES=etr_verl.plugin cannot find ETR:\n{tail}")
+    return problems
+
+
+def main() -> int:
+    problems = check()
+    if problems:
+        print("etr-verl install check FAILED:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(f"etr-verl install check: ok (verl {metadata.version('verl')}, etr-verl {metadata.version('etr-verl')}, "
+          f"transformers {metadata.version('transformers')}, TransferQueue {metadata.version('TransferQueue')})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
