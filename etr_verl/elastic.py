@@ -329,6 +329,7 @@ class SurrogateTerms:
 
     Attributes:
         pg_losses: the loss matrix before rollout-IS weights and aggregation.
+        log_ratio: ``log pi - log pi_old`` before the clamp (non-finite iff a log-prob is).
         negative_approx_kl: clamped ``log pi - log pi_old``.
         clipped: bool, the (elastic) clip is active (``-A*clip(ratio) > -A*ratio``).
         dual_clipped: bool, the dual-clip is active (``A < 0`` and the loss hit ``-A * clip_ratio_c``).
@@ -336,6 +337,7 @@ class SurrogateTerms:
     """
 
     pg_losses: torch.Tensor
+    log_ratio: torch.Tensor
     negative_approx_kl: torch.Tensor
     clipped: torch.Tensor
     dual_clipped: torch.Tensor
@@ -366,7 +368,8 @@ def elastic_clipped_surrogate(
     """
     if not clip_ratio_c > 1.0:
         raise ETRInputError(f"clip_ratio_c={clip_ratio_c!r} must be > 1 for dual-clip PPO.")
-    negative_approx_kl = torch.clamp(log_prob - old_log_prob, min=-LOG_RATIO_CLAMP, max=LOG_RATIO_CLAMP)
+    log_ratio = log_prob - old_log_prob
+    negative_approx_kl = torch.clamp(log_ratio, min=-LOG_RATIO_CLAMP, max=LOG_RATIO_CLAMP)
     ratio = torch.exp(negative_approx_kl)
     pg_losses1 = -advantages * ratio
     pg_losses2 = -advantages * torch.clamp(ratio, lower, upper)
@@ -376,6 +379,7 @@ def elastic_clipped_surrogate(
     negative = advantages < 0
     return SurrogateTerms(
         pg_losses=torch.where(negative, clip_pg_losses2, clip_pg_losses1),
+        log_ratio=log_ratio,
         negative_approx_kl=negative_approx_kl,
         clipped=torch.gt(pg_losses2, pg_losses1),
         dual_clipped=torch.gt(clip_pg_losses1, pg_losses3) & negative,
@@ -384,15 +388,20 @@ def elastic_clipped_surrogate(
 
 
 @torch.no_grad()
-def non_finite_sum(
-    old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor
-) -> torch.Tensor:
-    """0-d sum of ``old_log_prob + log_prob + advantages`` over valid tokens: finite iff all three are finite there.
+def non_finite_sum(log_ratio: torch.Tensor, adv_magnitude: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """0-d fp32 checksum, finite iff ``old_log_prob``, ``log_prob`` and ``advantages`` are finite at valid tokens.
 
-    One cheap pass kept on the device, so the caller reads it with the metrics in one host sync; the per-tensor
-    diagnosis (:func:`non_finite_inputs`) runs only when it is not finite."""
-    total = old_log_prob.detach() + log_prob.detach() + advantages.detach()
-    return torch.where(response_mask.bool(), total, torch.zeros((), dtype=total.dtype)).sum(dtype=torch.float32)
+    Built from what the loss computes anyway, so it costs one masked pass: ``log_ratio = log pi - log pi_old``
+    (before the clamp, which would hide an infinite log-prob) is NaN/inf exactly where either log-prob is, and the
+    per-response ``|A_i|`` (:func:`response_advantage_magnitude`, a masked max) is NaN/inf exactly when an
+    advantage is at a valid token. The caller reads it with the metrics in one host sync; the per-tensor diagnosis
+    (:func:`non_finite_inputs`) runs only when it is not finite.
+
+    Args:
+        log_ratio: ``(bs, T)``; adv_magnitude: ``(bs,)``; response_mask: ``(bs, T)``.
+    """
+    masked = torch.where(response_mask.bool(), log_ratio.detach(), torch.zeros((), dtype=log_ratio.dtype))
+    return masked.sum(dtype=torch.float32) + adv_magnitude.sum(dtype=torch.float32)
 
 
 @torch.no_grad()

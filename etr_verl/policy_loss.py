@@ -109,7 +109,7 @@ def compute_policy_loss_etr(
     )
     if variance_ratio is not None:
         named["actor/etr/macro_from_driver"] = torch.tensor(float(from_driver), device=factor.device)
-    checksum = elastic.non_finite_sum(old_log_prob, log_prob, advantages, response_mask)
+    checksum = elastic.non_finite_sum(terms.log_ratio, adv_magnitude, response_mask)
     values, inputs_finite, loss_finite = _read_once(named, checksum, pg_loss)
     if not inputs_finite:
         bad = elastic.non_finite_inputs(old_log_prob, log_prob, advantages, response_mask)
@@ -189,8 +189,9 @@ def _etr_metrics(
         at_max = (factor >= coeffs.factor_max) & valid_response
         out["actor/etr/frac_at_factor_min"] = at_min.sum() / n_valid
         out["actor/etr/frac_at_factor_max"] = at_max.sum() / n_valid
-        # a token with A = 0 is never clipped, so the two shares add up to pg_clipfrac
-        clip_neg = verl_F.masked_mean((terms.clipped & terms.negative).float(), response_mask)
+        # a token with A = 0 is never clipped, so the two shares add up to pg_clipfrac (verl's masked_mean
+        # denominator; a count of booleans instead of a float mask pass)
+        clip_neg = (terms.clipped & terms.negative & response_mask.bool()).sum() / (response_mask.sum() + 1e-8)
         out["actor/etr/pg_clipfrac_adv_pos"] = pg_clipfrac - clip_neg
         out["actor/etr/pg_clipfrac_adv_neg"] = clip_neg
         if variance_ratio is not None:
