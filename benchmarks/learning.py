@@ -168,7 +168,8 @@ PLOTS = {
     "learning_val_accuracy.png": ("validation accuracy (greedy), mean and min-max over seeds", "val"),
     "learning_entropy.png": ("policy entropy", "actor/entropy"),
     "learning_clip_fraction.png": ("clip fraction", "actor/pg_clipfrac"),
-    "learning_eps_high.png": ("effective upper clip offset eps_high * f (static 0.2 / 0.28)", "actor/etr/eps_high_mean"),
+    "learning_eps_high.png": ("effective upper clip offset eps_high * f (static: 0.2 / 0.28)",
+                              "actor/etr/eps_high_mean"),
 }
 
 

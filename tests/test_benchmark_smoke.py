@@ -13,3 +13,63 @@ def test_overhead_benchmark_quick_mode_prints_ratios():
     assert result.returncode == 0, result.stderr[-3000:]
     for line in ("worst loss time ratio:", "etr_grpo speed-up vs grpo:", "etr_grpo / grpo_vectorized:"):
         assert line in result.stdout, result.stdout
+
+
+# ---- the learning benchmark (benchmarks/learning.py) --------------------------------------------------------------
+
+LEARNING = SCRIPT.parent / "learning.py"
+
+
+def _learning_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learning_benchmark", LEARNING)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(accuracies, clip=0.01, step_s=3.0):
+    """verl-like metric rows: validation every 5 steps, training metrics at steps 1..N."""
+    steps = 5 * (len(accuracies) - 1)
+    rows = [{"step": s} for s in range(steps + 1)]
+    for i, acc in enumerate(accuracies):
+        rows[5 * i]["val-core/openai/gsm8k/acc/mean@1"] = acc
+    for row in rows[1:]:
+        row.update({"actor/pg_clipfrac": clip, "actor/entropy": 0.3 - 0.01 * row["step"], "critic/score/mean": 0.5,
+                    "timing_s/step": step_s, "timing_s/update_actor": step_s / 10})
+    return rows
+
+
+def test_learning_summary_area_under_curve_and_final_accuracy():
+    learning = _learning_module()
+    summary = learning.run_summary(_rows([0.5, 1.0, 1.0]))
+    assert summary["val_acc_final"] == 1.0 and summary["val_acc_first"] == 0.5
+    assert abs(summary["val_acc_auc"] - (0.75 * 5 + 1.0 * 5) / 10) < 1e-12  # trapezoid, normalised
+    assert abs(summary["entropy_final"] - 0.2) < 1e-12 and summary["clipfrac"] == 0.01
+    assert "eps_low" not in summary  # static-clip runs have no ETR bounds
+
+
+def test_learning_tables_report_mean_and_spread_over_seeds():
+    learning = _learning_module()
+    summaries = {"grpo": [learning.run_summary(_rows([0.5, 0.6], step_s=3.0)),
+                          learning.run_summary(_rows([0.5, 0.8], step_s=3.0))],
+                 "etr": [learning.run_summary(_rows([0.5, 0.9], step_s=3.3))] * 2}
+    table = learning.results_table(summaries)
+    assert "| grpo | 2 | 0.700 ± 0.141 |" in table and "| etr | 2 | 0.900 ± 0.000 |" in table
+    assert "static" in table
+    assert "| etr | 3.30 ± 0.00 | 1.100 |" in learning.step_time_table(summaries)
+
+
+def test_learning_arm_definitions_are_checked():
+    import pytest
+
+    learning = _learning_module()
+    arm = learning.parse_arm("etr_a2=etr:etr_alpha=2.0,etr_beta=1.0")
+    assert arm.overrides() == ["actor_rollout_ref.actor.policy_loss.etr_alpha=2.0",
+                               "actor_rollout_ref.actor.policy_loss.etr_beta=1.0"]
+    for bad, message in (("etr_a2", "expected NAME=PRESET"), ("x=ppo", "unknown preset 'ppo'"),
+                         ("x=etr:lr=1", "not an etr_\\* key")):
+        with pytest.raises(ValueError, match=message):
+            learning.parse_arm(bad)
