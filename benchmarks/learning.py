@@ -21,31 +21,34 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from etr_verl.demo.report import read_metrics, series, val_key
 from etr_verl.demo.runner import run_trainer, trainer_overrides
 from etr_verl.demo.task import build_task
 
-POLICY_LOSS = "actor_rollout_ref.actor.policy_loss"
+ACTOR = "actor_rollout_ref.actor"
+ACTOR_KEYS = ("clip_ratio_low", "clip_ratio_high")  # for controls, e.g. GRPO with ETR's mean clip range
 PRESETS = ("grpo", "dapo", "etr", "etr_micro", "etr_macro")
 
 
 @dataclass(frozen=True)
 class Arm:
-    """One benchmarked configuration: an algorithm preset plus optional ``policy_loss`` overrides."""
+    """One benchmarked configuration: an algorithm preset plus optional ``policy_loss.etr_*`` / clip overrides."""
 
     name: str
     preset: str
     loss_overrides: dict[str, str] = field(default_factory=dict)
 
     def overrides(self) -> list[str]:
-        return [f"{POLICY_LOSS}.{key}={value}" for key, value in self.loss_overrides.items()]
+        return [f"{ACTOR}.{key}={value}" if key in ACTOR_KEYS else f"{ACTOR}.policy_loss.{key}={value}"
+                for key, value in self.loss_overrides.items()]
 
 
 def parse_arm(text: str) -> Arm:
-    """``NAME=PRESET[:key=value,...]`` -> :class:`Arm`, e.g. ``etr_a2=etr:etr_alpha=2.0,etr_beta=1.0``."""
+    """``NAME=PRESET[:key=value,...]`` -> :class:`Arm`, e.g. ``etr_a2=etr:etr_alpha=2.0,etr_beta=1.0`` or
+    ``grpo_narrow=grpo:clip_ratio_low=0.15,clip_ratio_high=0.15``."""
     if "=" not in text:
         raise ValueError(f"--arm {text!r}: expected NAME=PRESET[:key=value,...], e.g. etr_a2=etr:etr_alpha=2.0")
     name, spec = text.split("=", 1)
@@ -55,8 +58,9 @@ def parse_arm(text: str) -> Arm:
     overrides = {}
     for item in filter(None, rest.split(",")):
         key, sep, value = item.partition("=")
-        if not sep or not key.startswith("etr_"):
-            raise ValueError(f"--arm {text!r}: {item!r} is not an etr_* key=value override of policy_loss")
+        if not sep or not (key.startswith("etr_") or key in ACTOR_KEYS):
+            raise ValueError(f"--arm {text!r}: {item!r} is not a key=value override of policy_loss.etr_* or "
+                             f"{ACTOR_KEYS}")
         overrides[key] = value
     return Arm(name, preset, overrides)
 
@@ -69,6 +73,13 @@ class Settings:
     updates_per_step: int = 4
     lr: float = 1e-3
     test_freq: int = 5
+
+    def save(self, out: Path) -> None:
+        (out / "settings.json").write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, out: Path) -> "Settings":
+        return cls(**json.loads((out / "settings.json").read_text()))
 
     def describe(self) -> str:
         return (f"{self.steps} steps x {self.prompts_per_step} prompts x {self.group_size} responses, "
@@ -212,9 +223,13 @@ def plot(runs: dict[str, list[list[dict]]], out_dir: Path) -> list[Path]:
     return written
 
 
-def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, docs: Path | None) -> str:
+def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, docs: Path | None,
+           timing_seeds: list[int] | None = None) -> str:
     runs = {arm.name: [read_metrics(out / "runs" / arm.name / f"seed{s}.jsonl") for s in seeds] for arm in arms}
     summaries = {name: [run_summary(rows) for rows in seed_rows] for name, seed_rows in runs.items()}
+    timing_seeds = timing_seeds or seeds
+    timed = {name: [summary for seed, summary in zip(seeds, runs) if seed in timing_seeds]
+             for name, runs in summaries.items()}
     (out / "summaries.json").write_text(json.dumps(summaries, indent=1))
     figure_dir = docs or out
     figure_dir.mkdir(parents=True, exist_ok=True)
@@ -226,9 +241,10 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
         "",
         results_table(summaries),
         "",
-        "Step time (verl's `timing_s/step` and `timing_s/update_actor`, mean over steps 2..N and seeds):",
+        "Step time (verl's `timing_s/step` and `timing_s/update_actor`, mean over steps 2..N and over seeds "
+        f"{timing_seeds}):",
         "",
-        step_time_table(summaries),
+        step_time_table(timed),
     ])
     (out / "results.md").write_text(text + "\n")
     return text
@@ -245,6 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=Settings.lr)
     parser.add_argument("--quick", action="store_true", help="CI smoke: etr, seed 0, 2 steps, validation each step")
     parser.add_argument("--report-only", action="store_true", help="aggregate existing runs, train nothing")
+    parser.add_argument("--timing-seeds", default=None,
+                        help="seeds whose step times are reported (default: all; leave out runs that shared the "
+                             "machine with other work)")
     args = parser.parse_args(argv)
 
     defined = {name: Arm(name, name) for name in PRESETS}
@@ -256,22 +275,29 @@ def main(argv: list[str] | None = None) -> None:
     names, seeds = args.arms, args.seeds
     if args.quick:
         names, seeds, settings.steps, settings.test_freq = "etr", "0", 2, 1
+    out = args.out.resolve()
+    if args.report_only:
+        settings = Settings.load(out)  # the settings the runs were made with
+    elif (out / "settings.json").exists() and Settings.load(out) != settings:
+        parser.error(f"{out} holds runs made with {Settings.load(out)}; use another --out for {settings}")
     unknown = [n for n in names.split(",") if n not in defined]
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; defined: {sorted(defined)} (add one with --arm)")
     arms = [defined[n] for n in names.split(",")]
     seed_list = [int(s) for s in seeds.split(",")]
 
-    out = args.out.resolve()
     # one task for every run: the seed varies the data order, rollouts and initialisation of the optimiser only
     task = build_task(out / "task", seed=0, log=lambda m: print("    " + m))
     if not args.report_only:
+        out.mkdir(parents=True, exist_ok=True)
+        settings.save(out)
         start = time.time()
         for seed in seed_list:  # seeds outermost: arms interleave, so machine load drifts hit them alike
             for arm in arms:
                 run_arm(task, arm, seed, settings, out)
         print(f"[learning] all runs done in {time.time() - start:.0f} s")
-    print(report(out, arms, seed_list, settings, args.docs))
+    timing_seeds = [int(s) for s in args.timing_seeds.split(",")] if args.timing_seeds else None
+    print(report(out, arms, seed_list, settings, args.docs, timing_seeds))
 
 
 if __name__ == "__main__":

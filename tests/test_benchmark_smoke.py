@@ -69,7 +69,10 @@ def test_learning_arm_definitions_are_checked():
     arm = learning.parse_arm("etr_a2=etr:etr_alpha=2.0,etr_beta=1.0")
     assert arm.overrides() == ["actor_rollout_ref.actor.policy_loss.etr_alpha=2.0",
                                "actor_rollout_ref.actor.policy_loss.etr_beta=1.0"]
+    control = learning.parse_arm("grpo_narrow=grpo:clip_ratio_low=0.15,clip_ratio_high=0.15")
+    assert control.overrides() == ["actor_rollout_ref.actor.clip_ratio_low=0.15",
+                                   "actor_rollout_ref.actor.clip_ratio_high=0.15"]
     for bad, message in (("etr_a2", "expected NAME=PRESET"), ("x=ppo", "unknown preset 'ppo'"),
-                         ("x=etr:lr=1", "not an etr_\\* key")):
+                         ("x=etr:lr=1", "not a key=value override")):
         with pytest.raises(ValueError, match=message):
             learning.parse_arm(bad)
