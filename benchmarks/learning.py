@@ -184,13 +184,14 @@ PLOTS = {
 }
 
 
-def plot(runs: dict[str, list[list[dict]]], out_dir: Path) -> list[Path]:
+def plot(runs: dict[str, list[list[dict]]], out_dir: Path, static_high: dict[str, float]) -> list[Path]:
+    """The PNGs of :data:`PLOTS`: per arm, the mean over seeds and the min-max band. ``static_high``: the fixed
+    ``clip_ratio_high`` of the arms without elastic bounds (drawn as dotted lines)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    static_high = {"grpo": 0.2, "dapo": 0.28}
     written = []
     for filename, (title, key) in PLOTS.items():
         fig, ax = plt.subplots(figsize=(6.4, 3.8))
@@ -233,7 +234,10 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
     (out / "summaries.json").write_text(json.dumps(summaries, indent=1))
     figure_dir = docs or out
     figure_dir.mkdir(parents=True, exist_ok=True)
-    plot(runs, figure_dir)
+    preset_high = {"grpo": 0.2, "dapo": 0.28}  # etr_verl/hydra_configs/algo/{grpo,dapo}.yaml
+    static_high = {a.name: float(a.loss_overrides.get("clip_ratio_high", preset_high[a.preset]))
+                   for a in arms if a.preset in preset_high}
+    plot(runs, figure_dir, static_high)
     overrides = "; ".join(f"{a.name} = {a.preset} + {a.loss_overrides}" for a in arms if a.loss_overrides)
     text = "\n".join([
         f"Setup: {settings.describe()}; seeds {seeds}.",

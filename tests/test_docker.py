@@ -61,3 +61,15 @@ def test_install_check_reports_a_missing_entry_point(monkeypatch):
     monkeypatch.setattr(check_install, "REGISTRY_PROBE", "print('probe skipped')")
     problems = check_install.check()
     assert problems == ["the verl.plugins entry point 'etr' is missing: reinstall etr-verl (pip install etr-verl)"]
+
+
+def test_image_constraints_command_pins_this_environments_torch():
+    """The Dockerfile's first step, run against this venv: it must pin the installed torch (the build's guard
+    against verl's extras swapping the image's torch / vLLM)."""
+    line = next(line for line in DOCKERFILE.read_text().splitlines() if line.startswith("RUN pip list --format="))
+    listing = line.removeprefix("RUN ").split(" > ", 1)[0].replace("pip list", f"{sys.executable} -m pip list", 1)
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", listing], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    from importlib import metadata
+
+    assert f"torch=={metadata.version('torch')}" in result.stdout.splitlines()
