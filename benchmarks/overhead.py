@@ -45,26 +45,36 @@ def _config(policy_loss) -> ActorConfig:
                        clip_ratio_high=0.28, policy_loss=policy_loss)
 
 
-def time_loss(loss_fn, config, inputs, macro, device, reps):
-    """Median seconds of one forward+backward, and peak bytes allocated on CUDA (None on CPU)."""
-    times, peak = [], None
-    for rep in range(reps + 2):  # two warm-ups
-        log_prob = inputs["log_prob"].clone().requires_grad_(True)
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        _sync(device)
-        start = time.perf_counter()
-        with driver_macro_signal(macro):
-            loss, _ = loss_fn(old_log_prob=inputs["old_log_prob"], log_prob=log_prob, advantages=inputs["advantages"],
-                              response_mask=inputs["response_mask"], loss_agg_mode="token-mean", config=config)
-        loss.backward()
-        _sync(device)
-        if rep >= 2:
-            times.append(time.perf_counter() - start)
-        if device == "cuda":
-            peak = torch.cuda.max_memory_allocated() - base
-    return statistics.median(times), peak
+def time_once(loss_fn, config, inputs, macro, device):
+    """Seconds of one forward+backward, and the peak bytes it allocated on CUDA (None on CPU)."""
+    log_prob = inputs["log_prob"].clone().requires_grad_(True)
+    base = None
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    _sync(device)
+    start = time.perf_counter()
+    with driver_macro_signal(macro):
+        loss, _ = loss_fn(old_log_prob=inputs["old_log_prob"], log_prob=log_prob, advantages=inputs["advantages"],
+                          response_mask=inputs["response_mask"], loss_agg_mode="token-mean", config=config)
+    loss.backward()
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    return elapsed, (torch.cuda.max_memory_allocated() - base if device == "cuda" else None)
+
+
+def time_pair(candidates, inputs, device, reps):
+    """Median time and peak memory of each ``(loss_fn, config, macro)``, measured in alternation (one call of each
+    per repetition, after two warm-ups), so that drifts of the machine's speed hit every candidate alike."""
+    times = [[] for _ in candidates]
+    peaks = [None] * len(candidates)
+    for rep in range(reps + 2):
+        for i, (loss_fn, config, macro) in enumerate(candidates):
+            elapsed, peak = time_once(loss_fn, config, inputs, macro, device)
+            if rep >= 2:
+                times[i].append(elapsed)
+                peaks[i] = peak
+    return [(statistics.median(t), m) for t, m in zip(times, peaks)]
 
 
 def loss_inputs(bs, length, dtype, device, gen):
@@ -86,8 +96,8 @@ def bench_losses(shapes, dtypes, device, reps):
         for dtype in dtypes:
             inputs = loss_inputs(bs, length, dtype, device, gen)
             macro = torch.rand(bs, generator=gen).to(device)
-            tv, mv = time_loss(compute_policy_loss_vanilla, vanilla_cfg, inputs, None, device, reps)
-            te, me = time_loss(compute_policy_loss_etr, etr_cfg, inputs, macro, device, reps)
+            (tv, mv), (te, me) = time_pair([(compute_policy_loss_vanilla, vanilla_cfg, None),
+                                            (compute_policy_loss_etr, etr_cfg, macro)], inputs, device, reps)
             mem = f"{me / mv:10.2f}" if mv else f"{'n/a':>10}"
             print(f"{bs:>4}x{length:<7} {str(dtype).split('.')[-1]:>9} {tv * 1e3:11.2f} {te * 1e3:9.2f} "
                   f"{te / tv:11.2f} {mem}")

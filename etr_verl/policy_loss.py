@@ -13,6 +13,7 @@ context variable. Without it (stock trainers) the loss falls back to recovering 
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Iterator, Optional
@@ -95,22 +96,22 @@ def compute_policy_loss_etr(
         loss_mat=pg_losses, loss_mask=response_mask, loss_agg_mode=loss_agg_mode, **config.global_batch_info
     )
 
-    named = {
-        # verl's names and formulas (compute_policy_loss_vanilla)
-        "actor/pg_clipfrac": verl_F.masked_mean(terms.clipped.float(), response_mask),
-        "actor/ppo_kl": verl_F.masked_mean(-terms.negative_approx_kl, response_mask),
-        "actor/pg_clipfrac_lower": verl_F.masked_mean(terms.dual_clipped.float(), response_mask),
-    }
-    named.update(
-        _etr_metrics(
-            terms, response_mask, valid_response, factor, variance_ratio, coeffs, eps_low, eps_high,
-            named["actor/pg_clipfrac"],
+    with torch.no_grad():
+        # verl's names and formulas (compute_policy_loss_vanilla), then ETR's; all read in one host sync
+        pg_clipfrac = verl_F.masked_mean(terms.clipped.float(), response_mask)
+        names = ["actor/pg_clipfrac", "actor/ppo_kl", "actor/pg_clipfrac_lower"]
+        parts = [torch.stack([
+            pg_clipfrac,
+            verl_F.masked_mean(-terms.negative_approx_kl, response_mask),
+            verl_F.masked_mean(terms.dual_clipped.float(), response_mask),
+        ])]
+        etr_names, etr_values = _etr_metrics(
+            terms, response_mask, valid_response, factor, variance_ratio, coeffs, eps_low, eps_high, pg_clipfrac
         )
-    )
-    if variance_ratio is not None:
-        named["actor/etr/macro_from_driver"] = torch.tensor(float(from_driver), device=factor.device)
-    checksum = elastic.non_finite_sum(terms.log_ratio, adv_magnitude, response_mask)
-    values, inputs_finite, loss_finite = _read_once(named, checksum, pg_loss)
+        names += etr_names
+        parts += etr_values
+        checksum = elastic.non_finite_sum(terms.log_ratio, adv_magnitude, response_mask)
+        values, inputs_finite, loss_finite = _read_once(parts, checksum, pg_loss)
     if not inputs_finite:
         bad = elastic.non_finite_inputs(old_log_prob, log_prob, advantages, response_mask)
         raise elastic.ETRInputError(
@@ -119,7 +120,10 @@ def compute_policy_loss_etr(
         )
     if not loss_finite:
         _raise_non_finite_loss(response_mask, loss_agg_mode, config)
-    return pg_loss, dict(zip(named, values))
+    metrics = dict(zip(names, values))
+    if variance_ratio is not None:
+        metrics["actor/etr/macro_from_driver"] = float(from_driver)
+    return pg_loss, metrics
 
 
 def _macro_signal(
@@ -165,53 +169,48 @@ def _etr_metrics(
     eps_low: float,
     eps_high: float,
     pg_clipfrac: torch.Tensor,
-) -> dict[str, torch.Tensor]:
-    """ETR's diagnostics as 0-d tensors (read in one host sync). Response statistics are over non-empty rows."""
-    with torch.no_grad():
-        n_valid = valid_response.sum().clamp(min=1)
-        f_valid = factor[valid_response]
-        empty = f_valid.numel() == 0
+) -> tuple[list[str], list[torch.Tensor]]:
+    """ETR's diagnostics: names, and 1-d fp32 tensors holding their values in order (read in one host sync).
 
-        def spread(name: str, values: torch.Tensor) -> dict[str, torch.Tensor]:
-            zero = torch.zeros((), device=factor.device)
-            return {
-                f"actor/etr/{name}_mean": zero if empty else values.mean(),
-                f"actor/etr/{name}_min": zero if empty else values.min(),
-                f"actor/etr/{name}_max": zero if empty else values.max(),
-            }
-
-        out = {}
-        out.update(spread("factor", f_valid))
-        # effective clip ranges: eps * f, in fp64 like the bounds, reported as fp32
-        out.update(spread("eps_low", (f_valid.double() * eps_low).float()))
-        out.update(spread("eps_high", (f_valid.double() * eps_high).float()))
-        at_min = (factor <= coeffs.factor_min) & valid_response
-        at_max = (factor >= coeffs.factor_max) & valid_response
-        out["actor/etr/frac_at_factor_min"] = at_min.sum() / n_valid
-        out["actor/etr/frac_at_factor_max"] = at_max.sum() / n_valid
-        # a token with A = 0 is never clipped, so the two shares add up to pg_clipfrac (verl's masked_mean
-        # denominator; a count of booleans instead of a float mask pass)
-        clip_neg = (terms.clipped & terms.negative & response_mask.bool()).sum() / (response_mask.sum() + 1e-8)
-        out["actor/etr/pg_clipfrac_adv_pos"] = pg_clipfrac - clip_neg
-        out["actor/etr/pg_clipfrac_adv_neg"] = clip_neg
-        if variance_ratio is not None:
-            v_valid = variance_ratio[valid_response]
-            out["actor/etr/macro_weight_mean"] = (
-                torch.zeros((), device=factor.device) if empty else elastic.macro_weight(v_valid, coeffs).mean()
-            )
-            out["actor/etr/zero_variance_share"] = ((variance_ratio <= 0) & valid_response).sum() / n_valid
-        return out
+    Response statistics are over non-empty rows (0 when there is none), computed with masks rather than boolean
+    indexing: a fixed, small number of kernels and no device sync (this runs once per micro-batch)."""
+    n_valid = valid_response.sum().clamp(min=1).float()
+    any_valid = valid_response.any()
+    factor_stats = torch.where(any_valid, torch.stack([
+        torch.where(valid_response, factor, 0.0).sum() / n_valid,
+        torch.where(valid_response, factor, math.inf).amin(),
+        torch.where(valid_response, factor, -math.inf).amax(),
+    ]), 0.0)
+    factor64 = factor_stats.double()  # effective clip ranges eps * f, in fp64 like the bounds
+    names = [f"actor/etr/{name}_{stat}" for name in ("factor", "eps_low", "eps_high")
+             for stat in ("mean", "min", "max")]
+    values = [factor_stats, (factor64 * eps_low).float(), (factor64 * eps_high).float()]
+    # a token with A = 0 is never clipped, so the two shares add up to pg_clipfrac (verl's masked_mean
+    # denominator; a count of booleans instead of a float mask pass)
+    clip_neg = (terms.clipped & terms.negative & response_mask.bool()).sum() / (response_mask.sum() + 1e-8)
+    counts = [(factor <= coeffs.factor_min) & valid_response, (factor >= coeffs.factor_max) & valid_response]
+    names += ["actor/etr/frac_at_factor_min", "actor/etr/frac_at_factor_max", "actor/etr/pg_clipfrac_adv_pos",
+              "actor/etr/pg_clipfrac_adv_neg"]
+    shares = [counts[0].sum() / n_valid, counts[1].sum() / n_valid, pg_clipfrac - clip_neg, clip_neg]
+    if variance_ratio is not None:
+        names += ["actor/etr/macro_weight_mean", "actor/etr/zero_variance_share"]
+        weight = elastic.macro_weight(variance_ratio, coeffs)
+        shares += [torch.where(valid_response, weight, 0.0).sum() / n_valid,
+                   ((variance_ratio <= 0) & valid_response).sum() / n_valid]
+    values.append(torch.stack([share.float() for share in shares]))
+    return names, values
 
 
-def _read_once(
-    named: dict[str, torch.Tensor], checksum: torch.Tensor, loss: torch.Tensor
-) -> tuple[list[float], bool, bool]:
-    """One device-to-host copy for every metric and both finiteness checks (each ``.item()`` would be a sync)."""
-    device = checksum.device
-    packed = torch.stack(
-        [v.detach().to(device=device, dtype=torch.float32).reshape(()) for v in named.values()]
-        + [torch.isfinite(checksum).float(), torch.isfinite(loss.detach()).float().reshape(())]
-    ).tolist()
+def _read_once(parts: list[torch.Tensor], checksum: torch.Tensor, loss: torch.Tensor) -> tuple[list[float], bool, bool]:
+    """One device-to-host copy for every metric and both finiteness checks (each ``.item()`` would be a sync).
+
+    Args:
+        parts: 1-d fp32 tensors of metric values, in the order of their names.
+        checksum: 0-d, finite iff the inputs are (:func:`etr_verl.elastic.non_finite_sum`).
+        loss: the 0-d loss.
+    """
+    flags = torch.stack([torch.isfinite(checksum), torch.isfinite(loss.detach()).reshape(())]).float()
+    packed = torch.cat([*parts, flags]).tolist()
     return packed[:-2], bool(packed[-2]), bool(packed[-1])
 
 
