@@ -13,7 +13,9 @@ loading path: if etr_verl is missing or broken in a process, building the actor 
 Provenance of the defaults: the paper's coefficients were not available (``ETR_SPEC.md``). The defaults are
 the project's documented reading — ``alpha = 1, beta = 1/2`` makes ``f_i`` proportional to ``2|r_i - mean_g|``
 for binary rewards (the group's budget is proportional to its variance) — with the factor kept in
-``[0.5, 2]``. They are provisional: the benchmark (issue 5, ``docs/benchmarks.md``) has not measured them yet.
+``[0.5, 2]``. The learning benchmark (``docs/benchmarks.md``, section 1: 3 seeds on the miniature task against
+``alpha = 0.5``, ``beta = 1``, a factor floor of 1 and the single-level ablations) kept them: best final accuracy
+and smallest seed spread among the ETR variants; weak evidence, to revisit with the 7-8B recipes.
 """
 
 from __future__ import annotations
@@ -36,15 +38,15 @@ class EtrPolicyLossConfig(PolicyLossConfig):
 
     Args:
         etr_alpha (float): micro elasticity (ETR, arXiv 2601.03723, "micro level"): exponent on the response's
-            advantage magnitude ``|A_i|``. ``>= 0``; 0 switches it off. Default 1.0 (provisional).
+            advantage magnitude ``|A_i|``. ``>= 0``; 0 switches it off. Default 1.0 (docs/benchmarks.md).
         etr_beta (float): macro elasticity (ETR, "macro level"): exponent on the group's outcome-variance ratio
             ``v_g / v_max`` (``4 p (1-p)`` for pass/fail). ``>= 0``; 0 switches it off. Default 0.5
-            (provisional).
+            (docs/benchmarks.md).
         etr_adv_min (float): ``|A_i|`` is clamped from below to this before the exponent. Default 0.
         etr_adv_max (float): ``|A_i|`` is clamped from above to this before the exponent. Default .inf.
-        etr_factor_min (float): lower clamp of the elastic factor ``f_i``. Default 0.5 (provisional).
+        etr_factor_min (float): lower clamp of the elastic factor ``f_i``. Default 0.5 (docs/benchmarks.md).
         etr_factor_max (float): upper clamp of ``f_i``; ``clip_ratio_low * etr_factor_max`` must stay < 1.
-            Default 2.0 (provisional).
+            Default 2.0 (docs/benchmarks.md).
         etr_macro_source (str): where the group variance comes from. ``driver``: the exact per-group value the
             ETR trainer computes from whole groups (``trainer.v1.trainer_mode=etr_sync``; required). ``advantages``:
             recovered from std-normalised binary-reward GRPO advantages, with a check that fails loudly when
