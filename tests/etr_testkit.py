@@ -140,3 +140,15 @@ class ListenerWatch:
         if self._thread:
             self._thread.join(timeout=5)
         return self.addresses
+
+
+def load_script(path, name: str):
+    """Import a script that is not in a package (recipes/, benchmarks/) as module ``name``."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -21,13 +21,9 @@ LEARNING = SCRIPT.parent / "learning.py"
 
 
 def _learning_module():
-    import importlib.util
+    from etr_testkit import load_script
 
-    spec = importlib.util.spec_from_file_location("learning_benchmark", LEARNING)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(LEARNING, "learning_benchmark")
 
 
 def _rows(accuracies, clip=0.01, step_s=3.0):

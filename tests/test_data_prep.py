@@ -3,7 +3,6 @@ dataset and verl's graders accept what it writes."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,20 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from etr_testkit import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "recipes" / "data" / "prepare_math_data.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("prepare_math_data", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-prep = load_script()
+prep = load_script(SCRIPT, "prepare_math_data")
 
 
 def dapo_row(problem: str, answer: str, index: int) -> dict:
