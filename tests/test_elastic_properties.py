@@ -38,13 +38,22 @@ def test_factor_monotone_in_advantage_and_bounded(coeffs, mags, p):
 
 
 @settings(max_examples=200, deadline=None)
-@given(coeffs=coefficients, mag=st.floats(0, 20), p=st.floats(0, 1))
-def test_factor_symmetric_in_pass_rate_and_maximal_at_half(coeffs, mag, p):
-    def f(rate):
-        return elastic.elastic_factor(torch.tensor([mag]), torch.tensor([4 * rate * (1 - rate)]), coeffs).item()
+@given(coeffs=coefficients, mag=st.floats(0, 20), group_size=st.integers(2, 64), data=st.data())
+def test_factor_symmetric_in_pass_rate_and_maximal_at_half(coeffs, mag, group_size, data):
+    """A group with k of G passes and one with G - k get the same factor; an even split gets the largest.
 
-    assert f(p) == pytest.approx(f(1 - p), rel=1e-6, abs=1e-7)
-    assert f(0.5) >= f(p) - 1e-7
+    Pass rates are drawn as they occur (k / G) and go through ``group_variance_ratio``: drawing p from the
+    reals made ``1 - p`` round to 1 in float64 for p near 1e-38, a property of the test, not of ETR.
+    """
+    passes = data.draw(st.integers(0, group_size), label="passes")
+
+    def factor(k):
+        scores = torch.cat([torch.ones(k), torch.zeros(group_size - k)])
+        ratio = elastic.group_variance_ratio(scores, torch.zeros(group_size, dtype=torch.long))
+        return elastic.elastic_factor(torch.tensor([mag]), ratio[:1], coeffs).item()
+
+    assert factor(passes) == pytest.approx(factor(group_size - passes), rel=1e-6, abs=1e-7)
+    assert factor(group_size // 2) >= factor(passes) - 1e-7
 
 
 def test_macro_weight_strictly_maximal_at_half_when_beta_positive():
