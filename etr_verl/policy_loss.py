@@ -16,6 +16,7 @@ import logging
 import math
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
 import torch
@@ -82,7 +83,7 @@ def compute_policy_loss_etr(
     clip_ratio_c = config.get("clip_ratio_c", 3.0)
     elastic.validate_clip_range(eps_low, eps_high, coeffs.factor_max, prefix="policy_loss.etr_")
 
-    valid_response = response_mask.any(dim=-1)
+    valid_response = elastic.response_has_tokens(response_mask)
     adv_magnitude = elastic.response_advantage_magnitude(advantages, response_mask)
     variance_ratio, from_driver = _macro_signal(etr, coeffs, advantages, response_mask, config)
     factor = elastic.elastic_factor(adv_magnitude, variance_ratio, coeffs)
@@ -96,34 +97,112 @@ def compute_policy_loss_etr(
         loss_mat=pg_losses, loss_mask=response_mask, loss_agg_mode=loss_agg_mode, **config.global_batch_info
     )
 
-    with torch.no_grad():
-        # verl's names and formulas (compute_policy_loss_vanilla), then ETR's; all read in one host sync
-        pg_clipfrac = verl_F.masked_mean(terms.clipped.float(), response_mask)
-        names = ["actor/pg_clipfrac", "actor/ppo_kl", "actor/pg_clipfrac_lower"]
-        parts = [torch.stack([
-            pg_clipfrac,
-            verl_F.masked_mean(-terms.negative_approx_kl, response_mask),
-            verl_F.masked_mean(terms.dual_clipped.float(), response_mask),
-        ])]
-        etr_names, etr_values = _etr_metrics(
-            terms, response_mask, valid_response, factor, variance_ratio, coeffs, eps_low, eps_high, pg_clipfrac
-        )
-        names += etr_names
-        parts += etr_values
-        checksum = elastic.non_finite_sum(terms.log_ratio, adv_magnitude, response_mask)
-        values, inputs_finite, loss_finite = _read_once(parts, checksum, pg_loss)
-    if not inputs_finite:
-        bad = elastic.non_finite_inputs(old_log_prob, log_prob, advantages, response_mask)
+    per_response = {"factor": factor, "valid": valid_response, "adv_magnitude": adv_magnitude}
+    if variance_ratio is not None:
+        per_response["variance_ratio"] = variance_ratio
+    summary = _summarise_on_host(terms, response_mask, pg_loss, per_response)
+
+    # |A_i| is a masked max: NaN/inf exactly when an advantage at a valid token is
+    inputs_finite = math.isfinite(summary.log_ratio_checksum) and all(
+        map(math.isfinite, summary.per_response["adv_magnitude"])
+    )
+    bad = [] if inputs_finite else elastic.non_finite_inputs(old_log_prob, log_prob, advantages, response_mask)
+    if bad:
         raise elastic.ETRInputError(
             f"NaN/inf at valid response tokens in {bad}: the etr loss refuses to produce a NaN loss. Check the "
             "reward/advantage pipeline (advantages) or the rollout/actor numerics (log-probs)."
         )
-    if not loss_finite:
+    if not math.isfinite(summary.loss):
         _raise_non_finite_loss(response_mask, loss_agg_mode, config)
-    metrics = dict(zip(names, values))
+    metrics = dict(summary.verl_metrics)
+    metrics.update(etr_metrics(
+        factor=summary.per_response["factor"], valid=summary.per_response["valid"],
+        variance_ratio=summary.per_response.get("variance_ratio"), coeffs=coeffs, eps_low=eps_low,
+        eps_high=eps_high, pg_clipfrac=metrics["actor/pg_clipfrac"], clipfrac_negative=summary.clipfrac_negative,
+    ))
     if variance_ratio is not None:
         metrics["actor/etr/macro_from_driver"] = float(from_driver)
     return pg_loss, metrics
+
+
+@dataclass
+class _HostSummary:
+    """What the loss reads back from the device for one micro-batch, in one copy (each ``.item()`` is a sync).
+
+    Attributes:
+        verl_metrics: ``actor/pg_clipfrac``, ``actor/ppo_kl``, ``actor/pg_clipfrac_lower`` with verl's values.
+        clipfrac_negative: share of valid tokens clipped where ``A < 0`` (same denominator as ``pg_clipfrac``).
+        log_ratio_checksum: :func:`etr_verl.elastic.log_ratio_checksum`.
+        loss: the loss value.
+        per_response: each ``(bs,)`` tensor given, as a list of floats.
+    """
+
+    verl_metrics: dict[str, float]
+    clipfrac_negative: float
+    log_ratio_checksum: float
+    loss: float
+    per_response: dict[str, list[float]]
+
+
+VERL_METRIC_NAMES = ("actor/pg_clipfrac", "actor/ppo_kl", "actor/pg_clipfrac_lower")
+
+
+@torch.no_grad()
+def _summarise_on_host(
+    terms: elastic.SurrogateTerms, response_mask: torch.Tensor, loss: torch.Tensor, per_response: dict
+) -> _HostSummary:
+    """verl's three metrics with verl's formulas (``compute_policy_loss_vanilla``), ETR's clip count, the
+    finiteness screen, the loss and the ``(bs,)`` tensors in ``per_response``: one device-to-host copy.
+
+    The ``(bs, T)`` temporaries are made one at a time and freed before the next, so the peak memory stays
+    ``vanilla``'s (which never holds them together).
+    """
+    n_tokens = response_mask.sum()
+    denominator = n_tokens + 1e-8
+    clipped = terms.clipped()
+    pg_clipfrac = _masked_mean_like_verl(clipped.float(), response_mask, denominator)
+    clipped_negative = _count_clipped_at_negative_advantage(clipped, terms.negative, response_mask)
+    del clipped
+    ppo_kl = _masked_mean_like_verl(-terms.negative_approx_kl, response_mask, denominator)
+    pg_clipfrac_lower = _masked_mean_like_verl(terms.dual_clipped().float(), response_mask, denominator)
+    # the int64 counts are promoted to the float dtype: exact below 2**24 tokens per micro-batch in fp32
+    scalars = torch.stack([pg_clipfrac, ppo_kl, pg_clipfrac_lower, clipped_negative, n_tokens,
+                           elastic.log_ratio_checksum(terms.log_ratio), loss.reshape(())])
+    host = torch.cat([scalars, *per_response.values()]).tolist()
+    verl_values, (clipped_count, token_count, checksum, loss_value) = host[:3], host[3:7]
+    rest = iter(host[7:])
+    return _HostSummary(
+        verl_metrics=dict(zip(VERL_METRIC_NAMES, verl_values)),
+        clipfrac_negative=clipped_count / (token_count + 1e-8),
+        log_ratio_checksum=checksum,
+        loss=loss_value,
+        per_response={name: [next(rest) for _ in range(tensor.numel())] for name, tensor in per_response.items()},
+    )
+
+
+def _masked_mean_like_verl(
+    values: torch.Tensor, response_mask: torch.Tensor, denominator: torch.Tensor
+) -> torch.Tensor:
+    """``verl_F.masked_mean(values, response_mask)`` bit for bit, with the mask counted once per micro-batch.
+
+    verl's ``masked_mean`` is ``masked_sum(v, mask) / (mask.sum() + 1e-8)``; ``denominator`` is that
+    ``mask.sum() + 1e-8``, shared by the three metrics (a boolean reduction is costly on the CPU). The parity
+    tests with ``vanilla`` check the bits.
+
+    Args:
+        values, response_mask: ``(bs, T)``; denominator: 0-d.
+    """
+    return verl_F.masked_sum(values, response_mask) / denominator
+
+
+def _count_clipped_at_negative_advantage(
+    clipped: torch.Tensor, negative: torch.Tensor, response_mask: torch.Tensor
+) -> torch.Tensor:
+    """0-d int64: valid tokens where the clip is active and ``A < 0``. Consumes ``clipped`` (``(bs, T)`` bool,
+    overwritten in place: no temporary of its own)."""
+    clipped &= negative
+    clipped &= response_mask.bool()
+    return clipped.sum()
 
 
 def _macro_signal(
@@ -159,59 +238,44 @@ def _macro_signal(
     return elastic.variance_ratio_from_binary_advantages(advantages, response_mask, group_size), False
 
 
-def _etr_metrics(
-    terms: elastic.SurrogateTerms,
-    response_mask: torch.Tensor,
-    valid_response: torch.Tensor,
-    factor: torch.Tensor,
-    variance_ratio: Optional[torch.Tensor],
+def etr_metrics(
+    factor: list[float],
+    valid: list[float],
+    variance_ratio: Optional[list[float]],
     coeffs: elastic.ElasticityCoefficients,
     eps_low: float,
     eps_high: float,
-    pg_clipfrac: torch.Tensor,
-) -> tuple[list[str], list[torch.Tensor]]:
-    """ETR's diagnostics: names, and 1-d fp32 tensors holding their values in order (read in one host sync).
+    pg_clipfrac: float,
+    clipfrac_negative: float,
+) -> dict[str, float]:
+    """ETR's diagnostics of one micro-batch, from per-response values already on the host.
 
-    Response statistics are over non-empty rows (0 when there is none), computed with masks rather than boolean
-    indexing: a fixed, small number of kernels and no device sync (this runs once per micro-batch)."""
-    n_valid = valid_response.sum().clamp(min=1).float()
-    any_valid = valid_response.any()
-    factor_stats = torch.where(any_valid, torch.stack([
-        torch.where(valid_response, factor, 0.0).sum() / n_valid,
-        torch.where(valid_response, factor, math.inf).amin(),
-        torch.where(valid_response, factor, -math.inf).amax(),
-    ]), 0.0)
-    factor64 = factor_stats.double()  # effective clip ranges eps * f, in fp64 like the bounds
-    names = [f"actor/etr/{name}_{stat}" for name in ("factor", "eps_low", "eps_high")
-             for stat in ("mean", "min", "max")]
-    values = [factor_stats, (factor64 * eps_low).float(), (factor64 * eps_high).float()]
-    # a token with A = 0 is never clipped, so the two shares add up to pg_clipfrac (verl's masked_mean
-    # denominator; a count of booleans instead of a float mask pass)
-    clip_neg = (terms.clipped & terms.negative & response_mask.bool()).sum() / (response_mask.sum() + 1e-8)
-    counts = [(factor <= coeffs.factor_min) & valid_response, (factor >= coeffs.factor_max) & valid_response]
-    names += ["actor/etr/frac_at_factor_min", "actor/etr/frac_at_factor_max", "actor/etr/pg_clipfrac_adv_pos",
-              "actor/etr/pg_clipfrac_adv_neg"]
-    shares = [counts[0].sum() / n_valid, counts[1].sum() / n_valid, pg_clipfrac - clip_neg, clip_neg]
-    if variance_ratio is not None:
-        names += ["actor/etr/macro_weight_mean", "actor/etr/zero_variance_share"]
-        weight = elastic.macro_weight(variance_ratio, coeffs)
-        shares += [torch.where(valid_response, weight, 0.0).sum() / n_valid,
-                   ((variance_ratio <= 0) & valid_response).sum() / n_valid]
-    values.append(torch.stack([share.float() for share in shares]))
-    return names, values
-
-
-def _read_once(parts: list[torch.Tensor], checksum: torch.Tensor, loss: torch.Tensor) -> tuple[list[float], bool, bool]:
-    """One device-to-host copy for every metric and both finiteness checks (each ``.item()`` would be a sync).
+    Computed in Python: the micro-batch has few responses, and a dozen small device kernels would cost more than
+    the loss's token-level work at small micro-batches. Response statistics are over non-empty rows (``valid``
+    is 1.0 for a row with a valid token); 0 when there is none.
 
     Args:
-        parts: 1-d fp32 tensors of metric values, in the order of their names.
-        checksum: 0-d, finite iff the inputs are (:func:`etr_verl.elastic.non_finite_sum`).
-        loss: the 0-d loss.
+        factor: ``bs`` elastic factors ``f_i``; valid: ``bs`` 1.0/0.0; variance_ratio: ``bs`` ``v_g / v_max`` or
+            None (macro off).
+        pg_clipfrac: verl's ``actor/pg_clipfrac``; clipfrac_negative: the part of it at tokens with ``A < 0``
+            (a token with ``A = 0`` is never clipped, so the rest is at ``A > 0``).
     """
-    flags = torch.stack([torch.isfinite(checksum), torch.isfinite(loss.detach()).reshape(())]).float()
-    packed = torch.cat([*parts, flags]).tolist()
-    return packed[:-2], bool(packed[-2]), bool(packed[-1])
+    rows = [i for i, v in enumerate(valid) if v]
+    n_valid = max(len(rows), 1)
+    factors = [factor[i] for i in rows] or [0.0]
+    stats = {"mean": sum(factors) / n_valid, "min": min(factors), "max": max(factors)}
+    metrics = {f"actor/etr/factor_{stat}": value for stat, value in stats.items()}
+    for name, eps in (("eps_low", eps_low), ("eps_high", eps_high)):
+        metrics.update({f"actor/etr/{name}_{stat}": eps * value for stat, value in stats.items()})
+    metrics["actor/etr/frac_at_factor_min"] = sum(factor[i] <= coeffs.factor_min for i in rows) / n_valid
+    metrics["actor/etr/frac_at_factor_max"] = sum(factor[i] >= coeffs.factor_max for i in rows) / n_valid
+    metrics["actor/etr/pg_clipfrac_adv_pos"] = pg_clipfrac - clipfrac_negative
+    metrics["actor/etr/pg_clipfrac_adv_neg"] = clipfrac_negative
+    if variance_ratio is not None:
+        ratios = [min(max(variance_ratio[i], 0.0), 1.0) for i in rows]
+        metrics["actor/etr/macro_weight_mean"] = sum(r ** coeffs.beta for r in ratios) / n_valid
+        metrics["actor/etr/zero_variance_share"] = sum(r <= 0 for r in ratios) / n_valid
+    return metrics
 
 
 def _raise_non_finite_loss(response_mask: torch.Tensor, loss_agg_mode: str, config: Any) -> None:

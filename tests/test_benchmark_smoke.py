@@ -11,8 +11,28 @@ def test_overhead_benchmark_quick_mode_prints_ratios():
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--reps", "1", "--device", "cpu"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    for line in ("worst loss time ratio:", "etr_grpo speed-up vs grpo:", "etr_grpo / grpo_vectorized:"):
+    for line in ("worst loss time ratio:", "worst loss peak-memory ratio:", "etr_grpo speed-up vs grpo:",
+                 "etr_grpo / grpo_vectorized:"):
         assert line in result.stdout, result.stdout
+
+
+def test_cpu_peak_memory_tracker_counts_live_storages_only():
+    import torch
+    from etr_testkit import load_script
+
+    overhead = load_script(SCRIPT, "overhead_benchmark")
+    existing = torch.zeros(4096)
+    tracker = overhead.PeakTensorBytes([existing])
+    with tracker:
+        view = existing[:100] * 1  # a new 100-float tensor
+        first = torch.ones(1000)  # 4000 B
+        del view
+        second = first.view(10, 100) + 1  # 4000 B; first still alive: 8000 B
+        del first, second
+        third = torch.ones(1500)  # 6000 B, after both were freed
+        existing.view(64, 64).add_(1)  # in place on an input: nothing new
+    assert tracker.peak == 8000, tracker.peak
+    assert tracker.live == third.numel() * 4
 
 
 # ---- the learning benchmark (benchmarks/learning.py) --------------------------------------------------------------

@@ -183,10 +183,10 @@ def test_bounds_follow_the_factor_and_change_the_loss():
     lower, upper = elastic.clip_bounds(torch.tensor([2.0]), 0.2, 0.28, torch.float32)
     assert lower.item() == pytest.approx(0.6) and upper.item() == pytest.approx(1.56)
     terms = elastic.elastic_clipped_surrogate(old, new, adv, lower, upper, 3.0)
-    assert terms.clipped.tolist() == [[False, False, False]]  # 1.5 < 1.56: unclipped at f = 2
+    assert terms.clipped().tolist() == [[False, False, False]]  # 1.5 < 1.56: unclipped at f = 2
     lower1, upper1 = elastic.clip_bounds(torch.tensor([1.0]), 0.2, 0.28, torch.float32)
     terms1 = elastic.elastic_clipped_surrogate(old, new, adv, lower1, upper1, 3.0)
-    assert terms1.clipped.tolist() == [[False, False, True]]  # 1.5 > 1.28: clipped statically
+    assert terms1.clipped().tolist() == [[False, False, True]]  # 1.5 > 1.28: clipped statically
     torch.testing.assert_close(terms1.pg_losses[0, 2], torch.tensor(-1.28))
 
 
