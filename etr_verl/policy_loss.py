@@ -100,6 +100,7 @@ def compute_policy_loss_etr(
     per_response = {"factor": factor, "valid": valid_response, "adv_magnitude": adv_magnitude}
     if variance_ratio is not None:
         per_response["variance_ratio"] = variance_ratio
+        per_response["macro_weight"] = elastic.macro_weight(variance_ratio, coeffs)  # the math's own formula
     summary = _summarise_on_host(terms, response_mask, pg_loss, per_response)
 
     # |A_i| is a masked max: NaN/inf exactly when an advantage at a valid token is
@@ -117,7 +118,8 @@ def compute_policy_loss_etr(
     metrics = dict(summary.verl_metrics)
     metrics.update(etr_metrics(
         factor=summary.per_response["factor"], valid=summary.per_response["valid"],
-        variance_ratio=summary.per_response.get("variance_ratio"), coeffs=coeffs, eps_low=eps_low,
+        variance_ratio=summary.per_response.get("variance_ratio"),
+        macro_weight=summary.per_response.get("macro_weight"), coeffs=coeffs, eps_low=eps_low,
         eps_high=eps_high, pg_clipfrac=metrics["actor/pg_clipfrac"], clipfrac_negative=summary.clipfrac_negative,
     ))
     if variance_ratio is not None:
@@ -242,6 +244,7 @@ def etr_metrics(
     factor: list[float],
     valid: list[float],
     variance_ratio: Optional[list[float]],
+    macro_weight: Optional[list[float]],
     coeffs: elastic.ElasticityCoefficients,
     eps_low: float,
     eps_high: float,
@@ -255,8 +258,8 @@ def etr_metrics(
     is 1.0 for a row with a valid token); 0 when there is none.
 
     Args:
-        factor: ``bs`` elastic factors ``f_i``; valid: ``bs`` 1.0/0.0; variance_ratio: ``bs`` ``v_g / v_max`` or
-            None (macro off).
+        factor: ``bs`` elastic factors ``f_i``; valid: ``bs`` 1.0/0.0; variance_ratio, macro_weight: ``bs``
+            ``v_g / v_max`` and ``w_g`` (:func:`etr_verl.elastic.macro_weight`), or None (macro off).
         pg_clipfrac: verl's ``actor/pg_clipfrac``; clipfrac_negative: the part of it at tokens with ``A < 0``
             (a token with ``A = 0`` is never clipped, so the rest is at ``A > 0``).
     """
@@ -271,10 +274,9 @@ def etr_metrics(
     metrics["actor/etr/frac_at_factor_max"] = sum(factor[i] >= coeffs.factor_max for i in rows) / n_valid
     metrics["actor/etr/pg_clipfrac_adv_pos"] = pg_clipfrac - clipfrac_negative
     metrics["actor/etr/pg_clipfrac_adv_neg"] = clipfrac_negative
-    if variance_ratio is not None:
-        ratios = [min(max(variance_ratio[i], 0.0), 1.0) for i in rows]
-        metrics["actor/etr/macro_weight_mean"] = sum(r ** coeffs.beta for r in ratios) / n_valid
-        metrics["actor/etr/zero_variance_share"] = sum(r <= 0 for r in ratios) / n_valid
+    if variance_ratio is not None and macro_weight is not None:
+        metrics["actor/etr/macro_weight_mean"] = sum(macro_weight[i] for i in rows) / n_valid
+        metrics["actor/etr/zero_variance_share"] = sum(variance_ratio[i] <= 0 for i in rows) / n_valid
     return metrics
 
 
