@@ -6,7 +6,8 @@ Checks, each through the path verl itself uses:
   TransferQueue) satisfy verl's own metadata;
 - the ``verl.plugins`` entry point ``etr`` is installed and loads;
 - ``import verl`` with ``VERL_USE_EXTERNAL_MODULES=etr_verl.plugin`` (the loud path of the Ray runtime env) and
-  verl's registries then hold the ``etr`` loss, the ``etr_grpo`` estimator and the ``etr_sync`` trainer;
+  verl's registries then hold the ``etr`` loss and the ``etr_grpo`` estimator, and verl offers the task runner
+  hooks ETR installs its loss function through (legacy and V1);
 - the Hydra config ``etr_trainer`` is found from the installed package (``pkg://``), with ``algo=etr``.
 """
 
@@ -17,7 +18,7 @@ import subprocess
 import sys
 from importlib import metadata
 
-from etr_verl.registration import SUPPORTED_VERL_VERSIONS
+from etr_verl.verl_support import PRIMARY_VERL_VERSION, SUPPORTED_VERL_RANGE, is_supported
 
 HELD_BACK_BY_BASE_IMAGES = ("transformers", "transferqueue")  # canonical names
 
@@ -25,8 +26,9 @@ HELD_BACK_BY_BASE_IMAGES = ("transformers", "transferqueue")  # canonical names
 REGISTRY_PROBE = """
 import verl
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn, get_policy_loss_fn
-from verl.trainer.ppo.v1.trainer_base import get_trainer_cls
-get_policy_loss_fn("etr"); get_adv_estimator_fn("etr_grpo"); get_trainer_cls("etr_sync")
+get_policy_loss_fn("etr"); get_adv_estimator_fn("etr_grpo")
+from etr_verl.adapters import task_runners
+task_runners.legacy_task_runner_class(); task_runners.v1_task_runner_class()
 from hydra import compose, initialize_config_module
 with initialize_config_module(config_module="etr_verl.hydra_configs", version_base=None):
     config = compose(config_name="etr_trainer", overrides=["algo=etr"])
@@ -63,10 +65,11 @@ def check() -> list[str]:
     try:
         verl_version = metadata.version("verl")
     except metadata.PackageNotFoundError:
-        return ["verl is not installed; run: pip install 'verl[verl-core]==0.9.1' (GPU images: verl[vllm]==0.9.1)"]
-    if verl_version not in SUPPORTED_VERL_VERSIONS:
-        problems.append(f"verl {verl_version} is not supported (supported: {', '.join(SUPPORTED_VERL_VERSIONS)}); "
-                        f"run: pip install 'verl=={SUPPORTED_VERL_VERSIONS[-1]}'")
+        return [f"verl is not installed; run: pip install 'verl[verl-core]=={PRIMARY_VERL_VERSION}' "
+                f"(GPU images: verl[vllm]=={PRIMARY_VERL_VERSION})"]
+    if not is_supported(verl_version):
+        problems.append(f"verl {verl_version} is not supported (supported: verl{SUPPORTED_VERL_RANGE}); "
+                        f"run: pip install 'verl=={PRIMARY_VERL_VERSION}'")
     problems += requirement_problems()
     entry_points = [ep for ep in metadata.entry_points(group="verl.plugins") if ep.name == "etr"]
     if not entry_points:

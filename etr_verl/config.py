@@ -1,164 +1,29 @@
-"""ETR's configuration: a verl ``PolicyLossConfig`` subclass for the loss, and the ``algorithm.etr`` block.
+"""ETR's configuration classes, as verl's Hydra configs name them; importing this module registers ETR.
 
-Loss keys live next to verl's own under ``actor_rollout_ref.actor.policy_loss`` and are built by verl itself
-(``omega_conf_to_dataclass`` through ``_target_``) in the driver and in every actor worker::
-
-    actor_rollout_ref.actor.policy_loss._target_=etr_verl.config.EtrPolicyLossConfig
-    actor_rollout_ref.actor.policy_loss.loss_mode=etr
-    actor_rollout_ref.actor.policy_loss.etr_alpha=1.0      # '+' prefix when composing verl's own ppo_trainer
-
-Importing this module registers ETR into verl's registries, so the ``_target_`` above is also the loud
-loading path: if etr_verl is missing or broken in a process, building the actor config fails there, at start-up.
-
-Provenance of the defaults: the paper's coefficients were not available (``ETR_SPEC.md``). The defaults are
-the project's documented reading — ``alpha = 1, beta = 1/2`` makes ``f_i`` proportional to ``2|r_i - mean_g|``
-for binary rewards (the group's budget is proportional to its variance) — with the factor kept in
-``[0.5, 2]``. The learning benchmark (``docs/benchmarks.md``, section 1: 3 seeds on the miniature task against
-``alpha = 0.5``, ``beta = 1``, a factor floor of 1 and the single-level ablations) kept them: best final accuracy
-and smallest seed spread among the ETR variants; weak evidence, to revisit with the 7-8B recipes.
+``actor_rollout_ref.actor.policy_loss._target_=etr_verl.config.EtrPolicyLossConfig`` makes verl import this module
+wherever it builds the actor config (the driver's validation, every actor worker's ``init_model``), so this import
+is a loading path of its own: it registers ETR into verl's registries, loudly (an unsupported verl or a broken
+install fails here, at start-up, not at the first update). The classes are defined in
+:mod:`etr_verl.adapters.loss_config`.
 """
 
-from __future__ import annotations
+from etr_verl.adapters.loss_config import (
+    DEFAULT_POLICY_LOSS_CONFIG,
+    LOSS_MODE,
+    POLICY_LOSS_TARGET,
+    EtrAlgorithmConfig,
+    EtrPolicyLossConfig,
+    etr_policy_loss_config,
+)
+from etr_verl.registration import register
 
-import math
-from dataclasses import dataclass, fields
-from typing import Any, Mapping
+__all__ = [
+    "DEFAULT_POLICY_LOSS_CONFIG",
+    "LOSS_MODE",
+    "POLICY_LOSS_TARGET",
+    "EtrAlgorithmConfig",
+    "EtrPolicyLossConfig",
+    "etr_policy_loss_config",
+]
 
-from verl.workers.config import PolicyLossConfig
-
-from etr_verl.elastic import MACRO_SOURCES, ElasticityCoefficients, ETRInputError, validate_coefficients
-
-POLICY_LOSS_TARGET = "etr_verl.config.EtrPolicyLossConfig"
-LOSS_MODE = "etr"
-
-
-@dataclass
-class EtrPolicyLossConfig(PolicyLossConfig):
-    """verl's policy-loss config plus ETR's coefficients (``loss_mode=etr``).
-
-    Args:
-        etr_alpha (float): micro elasticity (ETR, arXiv 2601.03723, "micro level"): exponent on the response's
-            advantage magnitude ``|A_i|``. ``>= 0``; 0 switches it off. Default 1.0 (docs/benchmarks.md).
-        etr_beta (float): macro elasticity (ETR, "macro level"): exponent on the group's outcome-variance ratio
-            ``v_g / v_max`` (``4 p (1-p)`` for pass/fail). ``>= 0``; 0 switches it off. Default 0.5
-            (docs/benchmarks.md).
-        etr_adv_min (float): ``|A_i|`` is clamped from below to this before the exponent. Default 0.
-        etr_adv_max (float): ``|A_i|`` is clamped from above to this before the exponent. Default .inf.
-        etr_factor_min (float): lower clamp of the elastic factor ``f_i``. Default 0.5 (docs/benchmarks.md).
-        etr_factor_max (float): upper clamp of ``f_i``; ``clip_ratio_low * etr_factor_max`` must stay < 1.
-            Default 2.0 (docs/benchmarks.md).
-        etr_macro_source (str): where the group variance comes from. ``driver``: the exact per-group value the
-            ETR trainer computes from whole groups (``trainer.v1.trainer_mode=etr_sync``; required). ``advantages``:
-            recovered from std-normalised binary-reward GRPO advantages, with a check that fails loudly when
-            that assumption does not hold. ``auto`` (default): ``driver`` when present, else ``advantages``.
-    """
-
-    loss_mode: str = LOSS_MODE
-    etr_alpha: float = 1.0
-    etr_beta: float = 0.5
-    etr_adv_min: float = 0.0
-    etr_adv_max: float = math.inf
-    etr_factor_min: float = 0.5
-    etr_factor_max: float = 2.0
-    etr_macro_source: str = "auto"
-
-    def __post_init__(self) -> None:
-        validate_coefficients(
-            self.etr_alpha,
-            self.etr_beta,
-            self.etr_adv_min,
-            self.etr_adv_max,
-            self.etr_factor_min,
-            self.etr_factor_max,
-            prefix="actor_rollout_ref.actor.policy_loss.etr_",
-        )
-        if self.etr_macro_source not in MACRO_SOURCES:
-            raise ETRInputError(
-                f"actor_rollout_ref.actor.policy_loss.etr_macro_source={self.etr_macro_source!r} is not one of "
-                f"{MACRO_SOURCES}."
-            )
-
-    @property
-    def coefficients(self) -> ElasticityCoefficients:
-        return ElasticityCoefficients(
-            alpha=self.etr_alpha,
-            beta=self.etr_beta,
-            adv_min=self.etr_adv_min,
-            adv_max=self.etr_adv_max,
-            factor_min=self.etr_factor_min,
-            factor_max=self.etr_factor_max,
-        )
-
-
-DEFAULT_POLICY_LOSS_CONFIG = EtrPolicyLossConfig()
-
-
-def etr_policy_loss_config(policy_loss: Any) -> EtrPolicyLossConfig:
-    """The ETR config from ``actor.policy_loss``: itself when it is an :class:`EtrPolicyLossConfig`, else ETR's
-    defaults (``loss_mode=etr`` set on verl's plain ``PolicyLossConfig``: the one-flag switch)."""
-    if isinstance(policy_loss, EtrPolicyLossConfig):
-        return policy_loss
-    unknown = [k for k in _keys(policy_loss) if k.startswith("etr_")]
-    if unknown:
-        raise ETRInputError(
-            f"policy_loss has ETR keys {unknown} but is not an EtrPolicyLossConfig; set "
-            f"actor_rollout_ref.actor.policy_loss._target_={POLICY_LOSS_TARGET}."
-        )
-    return DEFAULT_POLICY_LOSS_CONFIG
-
-
-@dataclass(frozen=True)
-class EtrAlgorithmConfig:
-    """The ``algorithm.etr`` block: what the driver needs to compute the macro signal from whole groups.
-
-    Args:
-        reward_low (float): lowest outcome score the reward function returns. Default 0.0 (0/1 graders such as
-            verl's ``gsm8k``/``math``); ``-1.0`` for ``math_dapo`` (DAPO's overlong penalty can go lower).
-        reward_high (float): highest outcome score. Default 1.0.
-    """
-
-    reward_low: float = 0.0
-    reward_high: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name in ("reward_low", "reward_high"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value)):
-                raise ETRInputError(f"algorithm.etr.{name}={value!r} must be a finite number.")
-        if not self.reward_high > self.reward_low:
-            raise ETRInputError(
-                f"algorithm.etr.reward_high={self.reward_high!r} must be > algorithm.etr.reward_low="
-                f"{self.reward_low!r}."
-            )
-
-    @classmethod
-    def from_algorithm_config(cls, algorithm: Any) -> "EtrAlgorithmConfig":
-        """Read ``algorithm.etr`` (a DictConfig, dict or None); unknown keys are an error, not ignored."""
-        block = algorithm.get("etr", None) if algorithm is not None else None
-        if block is None:
-            return cls()
-        values = dict(_items(block))
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - allowed)
-        if unknown:
-            raise ETRInputError(f"algorithm.etr has unknown key(s) {unknown}; known keys: {sorted(allowed)}.")
-        return cls(**{k: float(v) for k, v in values.items()})
-
-
-def _keys(obj: Any) -> list[str]:
-    return [k for k, _ in _items(obj)]
-
-
-def _items(obj: Any) -> list[tuple[str, Any]]:
-    if isinstance(obj, Mapping):
-        return list(obj.items())
-    try:  # DictConfig
-        return list(obj.items())
-    except AttributeError:
-        return []
-
-
-# The `_target_` import is ETR's loud registration path (see module docstring).
-from etr_verl.registration import register as _register  # noqa: E402
-
-_register(finished=__name__)
+register()

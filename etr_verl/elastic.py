@@ -1,7 +1,7 @@
 """ETR (Elastic Trust Regions, arXiv 2601.03723) — the math, in pure torch.
 
 This module imports nothing from verl, so it can be read (and tested) on its own. The verl adapter lives in
-``etr_verl.verl_adapter``. Notation, for response ``i`` of prompt group ``g`` (token ``t``)::
+``etr_verl.adapters``. Notation, for response ``i`` of prompt group ``g`` (token ``t``)::
 
     ratio_it  = exp(clamp(logp_it - oldlogp_it, -20, 20))
     m_i       = clamp(|A_i|, adv_min, adv_max) ** alpha              # micro factor (alpha = 0 -> 1)
@@ -273,8 +273,10 @@ def group_variance_ratio(
             f"group(s) {lonely} have a single valid response: macro elasticity needs the outcome variance of a "
             "group. Sample several responses per prompt (actor_rollout_ref.rollout.n > 1) or set beta = 0."
         )
-    centre = torch.zeros_like(count).index_add_(0, dense, scores64 * weight) / count.clamp(min=1)
-    deviation = (scores64 - centre[dense]) * weight
+    # invalid rows are replaced, not multiplied by 0: a NaN score in a padding row must not reach its group
+    counted = torch.where(valid, scores64, torch.zeros_like(scores64))
+    centre = torch.zeros_like(count).index_add_(0, dense, counted) / count.clamp(min=1)
+    deviation = torch.where(valid, counted - centre[dense], torch.zeros_like(scores64))
     variance = torch.zeros_like(count).index_add_(0, dense, deviation * deviation) / count.clamp(min=1)
     v_max = (reward_high - reward_low) ** 2 / 4.0
     ratio = (variance / v_max).clamp(min=0.0, max=1.0)[dense] * weight
@@ -324,7 +326,7 @@ def variance_ratio_from_binary_advantages(
             "macro elasticity fell back to recovering pass rates from advantages, and its assumption failed: "
             f"responses {bad} have |A| = {magnitude[bad].tolist()} which no binary-reward group of size "
             f"{group_size} with std-normalised GRPO advantages produces (implied successes {k[bad].tolist()}). "
-            "Use the exact driver-side signal (trainer.v1.trainer_mode=etr_sync, or python -m etr_verl.main), "
+            "Use the exact driver-side signal (run python -m etr_verl.main with algorithm.adv_estimator=etr_grpo), "
             "or switch macro elasticity off (policy_loss.etr_beta=0)."
         )
     p = k_round / group_size

@@ -1,9 +1,12 @@
-"""``python -m etr_verl.main`` (console script ``etr-verl-train``): verl's PPO trainer with ETR, Hydra-configured.
+"""``python -m etr_verl.main`` (console script ``etr-verl-train``): verl's PPO trainers with ETR, Hydra-configured.
 
 The primary config ``etr_verl/hydra_configs/etr_trainer.yaml`` extends verl's ``ppo_trainer`` with an algorithm
 preset (``algo=grpo|dapo|etr|etr_micro|etr_macro``) and a backend (``backend=gpu|local_cpu``). Everything is
 validated here, in the driver, before Ray starts: ETR's keys (built through verl's own config dataclasses),
-verl's ``validate_config``, and the on-policy trap. Then verl's own ``run_ppo`` runs verl's own V1 trainer.
+the trainer mode, the set-ups ETR's exact macro signal cannot serve, verl's ``validate_config``, and the on-policy
+trap. Then verl's own ``run_ppo`` runs verl's own trainer — the legacy ``RayPPOTrainer`` with
+``trainer.use_v1=false``, else the V1 trainer in the user's ``trainer.v1.trainer_mode`` — through a task runner
+that installs ETR's loss function (:mod:`etr_verl.adapters.task_runners`).
 
 ``--dry-run`` (anywhere on the command line) composes, validates and prints the fully resolved config as YAML,
 then exits without starting Ray: ``python -m etr_verl.main --dry-run algo=etr data.train_files=...``.
@@ -15,6 +18,7 @@ import logging
 import os
 import sys
 import warnings
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -56,15 +60,19 @@ def check_clipping_can_bind(config: DictConfig) -> bool:
 
 
 def validate(config: DictConfig) -> None:
-    """All of the driver-side checks, before any Ray process exists. Raises with the bad key named."""
+    """All of the driver-side checks, before any Ray process exists. Raises with the bad key named.
+
+    Resolves ``policy_loss.etr_macro_source=auto`` in ``config`` (to ``driver`` with ``etr_grpo``, else
+    ``advantages``), so the workers and the printed config say which path the run takes.
+    """
     from verl.trainer.main_ppo import validate_config
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import omega_conf_to_dataclass
 
     import etr_verl.plugin  # noqa: F401  (registers ETR in the driver)
     from etr_verl.config import LOSS_MODE, EtrAlgorithmConfig, EtrPolicyLossConfig
-    from etr_verl.elastic import validate_clip_range
 
+    check_trainer_mode(config)
     actor_config = omega_conf_to_dataclass(config.actor_rollout_ref.actor)  # ETR keys: range checks, typos
     EtrAlgorithmConfig.from_algorithm_config(config.algorithm)
     policy_loss = actor_config.policy_loss
@@ -74,17 +82,86 @@ def validate(config: DictConfig) -> None:
                 "loss_mode=etr needs actor_rollout_ref.actor.policy_loss._target_=etr_verl.config.EtrPolicyLossConfig "
                 "in etr_verl.main (the algo=etr preset sets it)."
             )
-        validate_clip_range(actor_config.clip_ratio_low, actor_config.clip_ratio_high, policy_loss.etr_factor_max,
-                            prefix="policy_loss.etr_")
-        if policy_loss.etr_beta > 0 and config.trainer.v1.trainer_mode != "etr_sync":
-            logger.warning("macro elasticity without trainer.v1.trainer_mode=etr_sync uses the advantage fallback")
+        check_etr_setup(config, actor_config, policy_loss)
+    elif config.algorithm.adv_estimator == "etr_grpo":
+        check_macro_channel_is_free(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     check_clipping_can_bind(config)
 
 
+def check_trainer_mode(config: DictConfig) -> None:
+    """``trainer.v1.trainer_mode`` names a registered V1 trainer (when the V1 trainer is used)."""
+    if not config.trainer.get("use_v1", False):
+        return
+    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
+
+    mode = config.trainer.v1.trainer_mode
+    if mode in TRAINER_REGISTRY:
+        return
+    hint = (" etr_sync no longer exists: ETR runs on verl's own trainers; use trainer.v1.trainer_mode=sync."
+            if mode == "etr_sync" else "")
+    known = sorted(TRAINER_REGISTRY)
+    raise ValueError(f"trainer.v1.trainer_mode={mode!r} is not one of verl's trainers {known}.{hint}")
+
+
+def check_etr_setup(config: DictConfig, actor_config: Any, policy_loss: Any) -> None:
+    """The set-ups the ``etr`` loss cannot serve, refused with the fix; ``etr_macro_source=auto`` resolved."""
+    from etr_verl.adapters.loss_function import refuse_distillation
+    from etr_verl.elastic import validate_clip_range
+
+    eps_low = actor_config.clip_ratio_low if actor_config.clip_ratio_low is not None else actor_config.clip_ratio
+    eps_high = actor_config.clip_ratio_high if actor_config.clip_ratio_high is not None else actor_config.clip_ratio
+    validate_clip_range(eps_low, eps_high, policy_loss.etr_factor_max, prefix="policy_loss.etr_")
+    refuse_distillation(config)
+    if not policy_loss.coefficients.macro_on:
+        return
+    group_size = config.actor_rollout_ref.rollout.n
+    if group_size < 2:
+        raise ValueError(
+            f"actor_rollout_ref.rollout.n={group_size} with macro elasticity on (policy_loss.etr_beta="
+            f"{policy_loss.etr_beta}): the macro level needs the outcome variance of a group of responses. Sample "
+            "several responses per prompt (rollout.n > 1) or set policy_loss.etr_beta=0."
+        )
+    estimator = config.algorithm.adv_estimator
+    source = policy_loss.etr_macro_source
+    if source == "auto":
+        source = "driver" if estimator == "etr_grpo" else "advantages"
+        config.actor_rollout_ref.actor.policy_loss.etr_macro_source = source
+        if source == "advantages":
+            logger.warning(
+                "ETR: algorithm.adv_estimator=%s, so the macro signal is recovered from binary-reward advantages "
+                "(policy_loss.etr_macro_source=advantages). Use algorithm.adv_estimator=etr_grpo for the exact "
+                "signal.", estimator)
+    if source == "driver":
+        if estimator != "etr_grpo":
+            raise ValueError(
+                f"policy_loss.etr_macro_source=driver needs algorithm.adv_estimator=etr_grpo (it computes the macro "
+                f"signal from whole groups); found {estimator!r}. Set algorithm.adv_estimator=etr_grpo, or "
+                "etr_macro_source=advantages."
+            )
+        check_macro_channel_is_free(config)
+
+
+def check_macro_channel_is_free(config: DictConfig) -> None:
+    """``etr_grpo`` writes the macro signal to the batch's ``returns`` (:mod:`etr_verl.adapters.macro_channel`):
+    refuse the set-ups that read ``returns`` as returns, or change the outcome scores it is computed from."""
+    from verl.trainer.ppo.utils import need_critic
+
+    if need_critic(config):
+        raise ValueError(
+            "algorithm.adv_estimator=etr_grpo carries ETR's macro signal in the batch's 'returns', which a critic "
+            "would be trained on. ETR is critic-free: set critic.enable=false."
+        )
+    if config.algorithm.get("use_kl_in_reward", False):
+        raise ValueError(
+            "algorithm.use_kl_in_reward=true with algorithm.adv_estimator=etr_grpo: the KL penalty would enter the "
+            "outcome scores the macro signal is computed from. Use actor_rollout_ref.actor.use_kl_loss=true instead."
+        )
+
+
 def run(config: DictConfig, dry_run: bool = False) -> None:
-    """Validate, then hand over to verl's own ``run_ppo`` with its V1 task runner (``dry_run``: print the
-    resolved config instead)."""
+    """Validate, then hand over to verl's own ``run_ppo`` with a task runner that installs ETR's loss function
+    (``dry_run``: print the resolved config instead)."""
     env = local_backend_env(config)
     os.environ.update(env)  # before Ray starts: the local cluster must bind loopback only
     if env:
@@ -93,16 +170,16 @@ def run(config: DictConfig, dry_run: bool = False) -> None:
         local_cpu.activate()
     OmegaConf.resolve(config)
     validate(config)
-    if not config.trainer.use_v1:
-        raise ValueError("etr_verl.main runs verl's V1 trainer only; remove trainer.use_v1=false.")
     if dry_run:
         print(RESOLVED_CONFIG_MARKER)
         print(OmegaConf.to_yaml(config), end="")
         print("# etr-verl dry run: the config above composed and passed every driver-side check; nothing ran.")
         return
-    from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+    from verl.trainer.main_ppo import run_ppo
 
-    run_ppo(config, task_runner_class=TaskRunnerV1)
+    from etr_verl.adapters.task_runners import task_runner_class
+
+    run_ppo(config, task_runner_class=task_runner_class(config))
 
 
 @hydra.main(config_path="hydra_configs", config_name="etr_trainer", version_base=None)

@@ -1,10 +1,10 @@
 """ETR's core on verl's real code paths, on the CPU, in seconds: the interim `make demo`.
 
 One batch of 6 prompts x 8 responses with binary outcomes (pass rates 0/8 .. 8/8 by construction): verl's
-driver-side `compute_advantage` with `etr_grpo`, the ETR trainer's driver-side macro signal, and verl's
+driver-side `compute_advantage` with `etr_grpo` (advantages, and the macro signal in `returns`), and verl's
 worker-side `ppo_loss` with `loss_mode=vanilla` vs `loss_mode=etr` after a simulated off-policy update. Prints the
 per-group elastic factors and effective clip ranges, and both losses' metrics. The full trainer demo (tiny model,
-rollouts, Ray) is tracked by issue 3.
+rollouts, Ray) is `make demo`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from verl.workers.config import ActorConfig, PolicyLossConfig
 
 import etr_verl.plugin  # noqa: F401
 from etr_verl import elastic
+from etr_verl.adapters import macro_channel
+from etr_verl.adapters.loss_function import EtrLossFunction
 from etr_verl.config import EtrPolicyLossConfig
-from etr_verl.policy_loss import MACRO_FIELD, EtrLossFunction
-from etr_verl.trainer import macro_signal_from_batch
 
 GROUP, SUCCESSES, LENGTH, SEED = 8, [0, 1, 2, 4, 6, 8], 12, 0
 
@@ -37,8 +37,9 @@ def main() -> None:
     algo = OmegaConf.create({"adv_estimator": "etr_grpo", "norm_adv_by_std_in_grpo": True})
     batch = DataProto.from_dict({"token_level_rewards": rewards, "response_mask": torch.ones(bs, LENGTH)},
                                 non_tensors={"uid": uids})
-    advantages = compute_advantage(batch, adv_estimator="etr_grpo", config=algo).batch["advantages"]
-    macro, driver_metrics = macro_signal_from_batch(uids, scores, torch.ones(bs, LENGTH), algo)
+    batch = compute_advantage(batch, adv_estimator="etr_grpo", config=algo)
+    advantages, returns = batch.batch["advantages"], batch.batch["returns"]
+    macro = macro_channel.decode(returns)
 
     old = -torch.rand(bs, LENGTH, generator=gen) * 2
     new = old + 0.4 * torch.randn(bs, LENGTH, generator=gen)  # the policy after a few mini-batch updates
@@ -47,8 +48,8 @@ def main() -> None:
                               ("etr", EtrPolicyLossConfig())):
         config = ActorConfig(strategy="fsdp", rollout_n=GROUP, ppo_micro_batch_size_per_gpu=bs, clip_ratio_low=0.2,
                              clip_ratio_high=0.28, policy_loss=policy_loss)
-        data, model_output = _worker_batch(old, new, advantages, macro)
-        loss, metrics = EtrLossFunction(config)(model_output=model_output, data=data)
+        data, model_output = _worker_batch(old, new, advantages, returns)
+        loss, metrics = EtrLossFunction(config, read_macro_channel=True)(model_output=model_output, data=data)
         results[name] = (loss.item(), {k: float(np.mean([float(v) for v in m.values])) for k, m in metrics.items()})
 
     coeffs = EtrPolicyLossConfig().coefficients
@@ -62,13 +63,13 @@ def main() -> None:
         ff = f[~s][0].item() if (~s).any() else float("nan")
         print(f"{g:>5} {k}/{GROUP:<3} {macro[rows][0].item():>8.3f} {fs:>10.3f} {ff:>10.3f} "
               f"{0.28 * fs:>9.3f}/{0.28 * ff:<9.3f}")
-    print(f"\ndriver: {driver_metrics}")
+    print(f"\ndriver (verl's critic/returns/mean): {float(returns.mean()):.4f}")
     for name, (loss, metrics) in results.items():
         shown = {k: round(v, 4) for k, v in metrics.items() if "clipfrac" in k or k.endswith("factor_mean")}
         print(f"{name:>15}: loss {loss:+.5f}  {shown}")
 
 
-def _worker_batch(old, new, advantages, macro):
+def _worker_batch(old, new, advantages, returns):
     """The micro-batch as verl's engine hands it to the loss: jagged tensors, prompt of 1 token per sample."""
     bs, length = old.shape
     nested = lambda rows: torch.nested.as_nested_tensor(list(rows), layout=torch.jagged)  # noqa: E731
@@ -78,7 +79,7 @@ def _worker_batch(old, new, advantages, macro):
         "response_mask": nested(torch.ones(bs, length, dtype=torch.bool)),
         "old_log_probs": nested(old),
         "advantages": nested(advantages),
-        MACRO_FIELD: macro,
+        macro_channel.FIELD: nested(returns),
     }, batch_size=[bs])
     tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=bs * length, global_batch_size=bs)
     shifted = torch.cat([new, torch.zeros(bs, 1)], dim=1)  # position t predicts token t+1

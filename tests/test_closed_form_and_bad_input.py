@@ -10,7 +10,7 @@ from etr_testkit import actor_config, binary_groups, grpo_advantages, loss_batch
 
 from etr_verl import elastic
 from etr_verl.config import EtrAlgorithmConfig, EtrPolicyLossConfig
-from etr_verl.policy_loss import compute_policy_loss_etr, driver_macro_signal
+from etr_verl.adapters.policy_loss import compute_policy_loss_etr, driver_macro_signal
 
 G = 8
 
@@ -110,7 +110,7 @@ def test_group_of_size_one_with_macro_on_raises():
 def test_inconsistent_group_ids_raise():
     with pytest.raises(elastic.ETRInputError, match="disagree in length"):
         elastic.group_variance_ratio(torch.zeros(4), torch.zeros(3, dtype=torch.long))
-    from etr_verl.advantage import check_group_ids
+    from etr_verl.adapters.advantage import check_group_ids
 
     with pytest.raises(elastic.ETRInputError, match="for 4 responses"):
         check_group_ids(["a", "a", "b"], 4)
@@ -133,7 +133,7 @@ def test_fallback_refuses_non_binary_rewards():
 
 def test_driver_only_mode_refuses_to_guess():
     batch = loss_batch(8, 4, torch.Generator().manual_seed(0))
-    with pytest.raises(elastic.ETRInputError, match="etr_sync"):
+    with pytest.raises(elastic.ETRInputError, match="python -m etr_verl.main"):
         _etr_loss(batch, actor_config(etr_macro_source="driver"))
 
 

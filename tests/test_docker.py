@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from etr_verl import check_install
-from etr_verl.registration import SUPPORTED_VERL_VERSIONS
+from etr_verl.verl_support import PRIMARY_VERL_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -35,7 +35,7 @@ def test_copy_sources_exist_and_are_not_docker_ignored():
 
 def test_image_installs_the_supported_verl_with_the_build_time_check():
     text = DOCKERFILE.read_text()
-    assert re.search(r"^ARG VERL_VERSION=(\S+)$", text, re.M).group(1) == SUPPORTED_VERL_VERSIONS[-1]
+    assert re.search(r"^ARG VERL_VERSION=(\S+)$", text, re.M).group(1) == PRIMARY_VERL_VERSION
     assert 'pip install -c /opt/image-constraints.txt "verl[vllm]==${VERL_VERSION}"' in text
     assert "python -m etr_verl.check_install" in text
     assert "FROM ${BASE_IMAGE}" in text and "ARG BASE_IMAGE=verlai/verl:vllm024" in text

@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from etr_verl import elastic
-from etr_verl.policy_loss import compute_policy_loss_etr, driver_macro_signal
+from etr_verl.adapters.policy_loss import compute_policy_loss_etr, driver_macro_signal
 
 coefficients = st.builds(
     lambda a, b, lo, width, amin, awidth: elastic.ElasticityCoefficients(

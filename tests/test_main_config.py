@@ -40,11 +40,11 @@ def test_every_preset_composes_and_validates(algo, backend):
     policy_loss = config.actor_rollout_ref.actor.policy_loss
     if algo.startswith("etr"):
         assert policy_loss.loss_mode == "etr" and config.algorithm.adv_estimator == "etr_grpo"
-        assert config.trainer.v1.trainer_mode == "etr_sync"
         assert (policy_loss.etr_alpha > 0) == (algo != "etr_macro")
         assert (policy_loss.etr_beta > 0) == (algo != "etr_micro")
     else:
-        assert policy_loss.loss_mode == "vanilla" and config.trainer.v1.trainer_mode == "sync"
+        assert policy_loss.loss_mode == "vanilla"
+    assert config.trainer.v1.trainer_mode == "sync"  # verl's default: the presets leave the trainer to the user
     assert (config.actor_rollout_ref.actor.clip_ratio_high == 0.28) == (algo == "dapo")
     assert config.ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES == "etr_verl.plugin"
 
@@ -68,7 +68,7 @@ def test_presets_differ_only_in_the_algorithm():
         diff |= set(base) - set(flat(_compose(_demo_overrides(algo))))
         allowed = ("actor_rollout_ref.actor.policy_loss.", "actor_rollout_ref.actor.clip_ratio",
                    "algorithm.adv_estimator",
-                   "trainer.v1.trainer_mode", "trainer.experiment_name", "trainer.default_local_dir")
+                   "trainer.experiment_name", "trainer.default_local_dir")
         assert all(k.startswith(allowed) for k in diff), sorted(diff)
 
 
@@ -114,3 +114,46 @@ def test_demo_progress_line_shows_validation_and_training_metrics():
     assert progress_line(line) == (
         "step 5: val acc 0.844, reward 0.453, entropy 0.280, clipfrac 0.004, factor 0.887, s 2.990"
     )
+
+
+@pytest.mark.parametrize("mode", ["sync", "colocate_async", "separate_async"])
+def test_every_v1_trainer_mode_and_the_legacy_trainer_validate_with_etr(mode):
+    """One override picks the trainer; the ETR preset leaves it alone, and the driver checks pass for each."""
+    config = _compose(_demo_overrides("etr") + [f"trainer.v1.trainer_mode={mode}"])
+    validate(config)
+    assert config.trainer.v1.trainer_mode == mode
+    legacy = _compose(_demo_overrides("etr") + ["trainer.use_v1=false"])
+    validate(legacy)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.v1.trainer_mode=etr_sync"], "etr_sync no longer exists"),
+        (["trainer.v1.trainer_mode=asynchronous"], "not one of verl's trainers"),
+        (["actor_rollout_ref.rollout.n=1"], "rollout.n=1 with macro elasticity on"),
+        (["algorithm.adv_estimator=grpo"], "needs algorithm.adv_estimator=etr_grpo"),
+        (["critic.enable=true"], "set critic.enable=false"),
+        (["algorithm.use_kl_in_reward=true"], "use_kl_loss=true instead"),
+    ],
+)
+def test_setups_the_exact_macro_signal_cannot_serve_fail_before_ray(overrides, message):
+    config = _compose(_demo_overrides("etr") + overrides)
+    with pytest.raises(ValueError, match=message):
+        validate(config)
+
+
+def test_auto_macro_source_is_resolved_in_the_config_the_workers_get():
+    exact = _compose(_demo_overrides("etr") + ["actor_rollout_ref.actor.policy_loss.etr_macro_source=auto"])
+    validate(exact)
+    assert exact.actor_rollout_ref.actor.policy_loss.etr_macro_source == "driver"
+    fallback = _compose(_demo_overrides("etr") + ["actor_rollout_ref.actor.policy_loss.etr_macro_source=auto",
+                                                   "algorithm.adv_estimator=grpo"])
+    validate(fallback)
+    assert fallback.actor_rollout_ref.actor.policy_loss.etr_macro_source == "advantages"
+
+
+def test_micro_only_etr_needs_no_group_signal():
+    """beta = 0: no macro level, so rollout.n=1 and any estimator are fine."""
+    validate(_compose(_demo_overrides("etr_micro") + ["actor_rollout_ref.rollout.n=1",
+                                                      "algorithm.adv_estimator=grpo"]))

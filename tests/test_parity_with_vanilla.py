@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from verl.trainer.ppo.core_algos import compute_policy_loss_vanilla, get_policy_loss_fn
 
-from etr_verl.policy_loss import compute_policy_loss_etr, driver_macro_signal
+from etr_verl.adapters.policy_loss import compute_policy_loss_etr, driver_macro_signal
 
 VANILLA_METRICS = ("actor/pg_clipfrac", "actor/ppo_kl", "actor/pg_clipfrac_lower")
 

@@ -36,12 +36,10 @@ def _registries_in_a_worker(env_vars: dict[str, str]) -> dict:
     def probe():
         import verl  # noqa: F401  (plugin loading happens here)
         from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
-        from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
 
         return {
             "loss": "etr" in POLICY_LOSS_REGISTRY,
             "estimator": "etr_grpo" in ADV_ESTIMATOR_REGISTRY,
-            "trainer": "etr_sync" in TRAINER_REGISTRY,
             "pid": os.getpid(),
         }
 
@@ -51,7 +49,7 @@ def _registries_in_a_worker(env_vars: dict[str, str]) -> dict:
 def test_entry_point_registers_in_worker(local_ray):
     found = _registries_in_a_worker({"VERL_USE_EXTERNAL_PLUGINS": "auto"})
     assert found["pid"] != os.getpid()
-    assert found["loss"] and found["estimator"] and found["trainer"]
+    assert found["loss"] and found["estimator"]
 
 
 def test_loud_module_path_registers_in_worker_without_entry_points(local_ray):
@@ -60,7 +58,7 @@ def test_loud_module_path_registers_in_worker_without_entry_points(local_ray):
     loud = _registries_in_a_worker(
         {"VERL_USE_EXTERNAL_PLUGINS": "none", "VERL_USE_EXTERNAL_MODULES": "etr_verl.plugin"}
     )
-    assert loud["loss"] and loud["estimator"] and loud["trainer"]
+    assert loud["loss"] and loud["estimator"]
 
 
 def test_target_path_registers_in_worker(local_ray):
@@ -134,7 +132,9 @@ def test_ray_listens_on_loopback_only(local_ray):
 
 @pytest.mark.parametrize(
     "first_import",
-    ["etr_verl.config", "etr_verl.policy_loss", "etr_verl.advantage", "etr_verl.trainer", "etr_verl.plugin"],
+    ["etr_verl.config", "etr_verl.plugin", "etr_verl.registration", "etr_verl.adapters.loss_config",
+     "etr_verl.adapters.policy_loss", "etr_verl.adapters.advantage", "etr_verl.adapters.loss_function",
+     "etr_verl.adapters.actor_worker", "etr_verl.adapters.task_runners", "etr_verl.main"],
 )
 def test_loud_path_registers_whatever_module_a_process_imports_first(first_import, tmp_path):
     """A Ray worker may import one of our modules before verl (unpickling a loss function, say); with the loud
@@ -143,11 +143,61 @@ def test_loud_path_registers_whatever_module_a_process_imports_first(first_impor
         f"""
         import {first_import}
         from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
-        from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
-        ok = "etr" in POLICY_LOSS_REGISTRY and "etr_grpo" in ADV_ESTIMATOR_REGISTRY and "etr_sync" in TRAINER_REGISTRY
+        ok = "etr" in POLICY_LOSS_REGISTRY and "etr_grpo" in ADV_ESTIMATOR_REGISTRY
         print("REGISTERED" if ok else "MISSING")
         """,
         {"VERL_USE_EXTERNAL_MODULES": "etr_verl.plugin", "VERL_USE_EXTERNAL_PLUGINS": "none"},
         tmp_path,
     )
     assert result.returncode == 0 and "REGISTERED" in result.stdout, result.stderr[-3000:]
+
+
+# verl reads its version from a file in verl/__init__.py, before it loads plugins; this makes that read say 0.10.0,
+# so every loading path below meets an unsupported verl exactly as it would after `pip install verl==0.10.0`.
+PRETEND_VERL_0_10 = """
+import builtins, io
+_real_open = builtins.open
+def _open(path, *args, **kwargs):
+    if str(path).endswith("verl/version/version"):
+        return io.StringIO("0.10.0")
+    return _real_open(path, *args, **kwargs)
+builtins.open = _open
+"""
+
+
+@pytest.mark.parametrize("path", ["external_modules", "target", "main_dry_run", "entry_point"])
+def test_unsupported_verl_is_refused_on_every_loading_path_with_the_range_named(path, tmp_path):
+    """A verl outside the supported range: the loud paths fail at start-up naming the range and the fix; the entry
+    point is silent by verl's design (it logs plugin failures at DEBUG), so nothing registers there either."""
+    from etr_verl.verl_support import SUPPORTED_VERL_RANGE
+
+    env = {"VERL_USE_EXTERNAL_PLUGINS": "none"}
+    if path == "external_modules":
+        code, env = "import verl", {**env, "VERL_USE_EXTERNAL_MODULES": "etr_verl.plugin"}
+    elif path == "target":
+        code = """
+        from omegaconf import OmegaConf
+        from verl.utils.config import omega_conf_to_dataclass
+        omega_conf_to_dataclass(OmegaConf.create({"_target_": "etr_verl.config.EtrPolicyLossConfig"}))
+        """
+    elif path == "main_dry_run":
+        code = """
+        import sys
+        sys.argv = ["etr_verl.main", "--dry-run", "algo=etr"]
+        from etr_verl.main import entry
+        entry()
+        """
+    else:
+        code = """
+        import verl
+        from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
+        print("REGISTERED" if "etr" in POLICY_LOSS_REGISTRY else "MISSING")
+        """
+        env = {"VERL_USE_EXTERNAL_PLUGINS": "auto"}
+    result = _python(PRETEND_VERL_0_10 + textwrap.dedent(code), env, tmp_path)
+    if path == "entry_point":
+        assert result.returncode == 0 and "MISSING" in result.stdout, result.stderr[-3000:]
+        return
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "UnsupportedVerlError" in result.stderr and "found verl 0.10.0" in result.stderr, result.stderr[-3000:]
+    assert f"verl{SUPPORTED_VERL_RANGE}" in result.stderr and "pip install 'verl==" in result.stderr

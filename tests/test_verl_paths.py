@@ -1,4 +1,5 @@
-"""ETR on verl 0.9.1's real code paths: the worker's ppo_loss, the driver's compute_advantage, Hydra + validation."""
+"""ETR on verl's real code paths: the worker's ppo_loss, the driver's compute_advantage (legacy and V1), the macro
+channel in both batch layouts, Hydra + validation."""
 
 from __future__ import annotations
 
@@ -15,17 +16,21 @@ from verl.workers.utils.losses import ppo_loss
 
 import etr_verl.plugin  # noqa: F401  (registers, as the verl.plugins entry point does in every process)
 from etr_verl import elastic
+from etr_verl.adapters import macro_channel
+from etr_verl.adapters.loss_function import EtrLossFunction
 from etr_verl.config import EtrPolicyLossConfig
-from etr_verl.policy_loss import MACRO_FIELD, EtrLossFunction
-from etr_verl.trainer import macro_signal_from_batch
 
 
 def _nested(rows):
     return torch.nested.as_nested_tensor(rows, layout=torch.jagged)
 
 
-def worker_micro_batch(scores, gids, seed=0, macro=None, empty=()):
-    """A micro-batch as verl's engine hands it to the loss: jagged (no-padding) tensors + global batch info."""
+def worker_micro_batch(scores, gids, seed=0, macro=None, empty=(), layout="jagged"):
+    """A micro-batch as verl's engine hands it to the loss: jagged (no-padding) tensors + global batch info.
+
+    ``macro``: ``(bs,)`` variance ratios, carried in ``returns`` as ``etr_grpo`` writes them: jagged as the V1
+    trainers put it into TransferQueue, or ``layout="dense"`` (``(bs, T)`` right-padded) as the legacy trainer
+    sends it."""
     gen = torch.Generator().manual_seed(seed)
     bs = scores.numel()
     adv = grpo_advantages(scores, gids)
@@ -49,7 +54,14 @@ def worker_micro_batch(scores, gids, seed=0, macro=None, empty=()):
         "advantages": _nested([torch.full((int(r),), float(a)) for r, a in zip(r_len, adv)]),
     }
     if macro is not None:
-        fields[MACRO_FIELD] = macro
+        rows = [float(r) * m.float() for r, m in zip(macro.tolist(), masks)]
+        if layout == "jagged":
+            fields[macro_channel.FIELD] = _nested(rows)
+        else:
+            dense = torch.zeros(bs, int(r_len.max()))
+            for i, row in enumerate(rows):
+                dense[i, : row.numel()] = row
+            fields[macro_channel.FIELD] = dense
     data = TensorDict(fields, batch_size=[bs])
     n_tokens = int(sum(int(m.sum()) for m in masks))
     tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=n_tokens, global_batch_size=bs)
@@ -81,34 +93,47 @@ def test_worker_ppo_loss_etr_off_equals_vanilla():
     assert "actor/etr/factor_mean" in e_m
 
 
-@pytest.mark.parametrize("field_shape", ["(bs,)", "(bs, 1)"])
-def test_worker_loss_function_carries_the_driver_signal(field_shape):
-    """EtrLossFunction (what the ETR trainer installs with set_loss_fn) hands the driver's per-group signal of the
-    micro-batch to the etr loss through verl's unmodified ppo_loss."""
+@pytest.mark.parametrize("layout", ["jagged", "dense"])
+def test_worker_loss_function_carries_the_driver_signal(layout):
+    """EtrLossFunction (what etr_verl's task runners install with set_loss_fn) hands the driver's per-group signal of
+    the micro-batch, read from ``returns`` in either layout, to the etr loss through verl's unmodified ppo_loss."""
     passed, gids = binary_groups(3, 4, torch.Generator().manual_seed(1), successes=[1, 2, 3])
     # shaped rewards (a length penalty on top of pass/fail): the advantage fallback cannot recover these
     shaped = passed * 0.8 + 0.2 * torch.rand(12, generator=torch.Generator().manual_seed(9))
     macro = elastic.group_variance_ratio(shaped, gids)
-    if field_shape == "(bs, 1)":  # as the ETR trainer writes it to TransferQueue
-        macro = macro.unsqueeze(-1)
-    config = actor_config(rollout_n=4, etr_alpha=1.0, etr_beta=1.0, etr_factor_min=0.1, etr_factor_max=4.0)
-    loss_fn = EtrLossFunction(config)
-    loss, grad, metrics = _loss_and_grad(loss_fn, shaped, gids, macro=macro)
+    config = actor_config(rollout_n=4, etr_alpha=1.0, etr_beta=1.0, etr_factor_min=0.1, etr_factor_max=4.0,
+                          etr_macro_source="driver")
+    loss_fn = EtrLossFunction(config, read_macro_channel=True)
+    loss, grad, metrics = _loss_and_grad(loss_fn, shaped, gids, macro=macro, layout=layout)
     assert metrics["actor/etr/macro_from_driver"] == [1.0]
     assert torch.isfinite(loss) and grad.abs().sum() > 0
     # the same signal switched to a different value changes the loss: it is really used
-    loss_other, _, _ = _loss_and_grad(loss_fn, shaped, gids, macro=torch.ones_like(macro))
+    loss_other, _, _ = _loss_and_grad(loss_fn, shaped, gids, macro=torch.ones_like(macro), layout=layout)
     assert not torch.equal(loss, loss_other)
-    # stock ppo_loss drops the field; the fallback then refuses shaped rewards loudly
+    # stock ppo_loss never sees returns; the fallback then refuses shaped rewards loudly
+    fallback = actor_config(rollout_n=4, etr_alpha=1.0, etr_beta=1.0, etr_factor_min=0.1, etr_factor_max=4.0)
     with pytest.raises(elastic.ETRInputError, match="assumption failed"):
-        _loss_and_grad(lambda **kw: ppo_loss(config, **kw), shaped, gids, macro=macro)
+        _loss_and_grad(lambda **kw: ppo_loss(fallback, **kw), shaped, gids, macro=macro, layout=layout)
+
+
+def test_worker_loss_function_refuses_returns_that_are_not_the_macro_signal():
+    """A run whose estimator is not etr_grpo has GRPO's returns (= advantages, negative values) there."""
+    passed, gids = binary_groups(2, 4, torch.Generator().manual_seed(1), successes=[1, 2])
+    config = actor_config(rollout_n=4, etr_macro_source="driver")
+    model_output, data, _ = worker_micro_batch(passed, gids, macro=torch.zeros(8))
+    data[macro_channel.FIELD] = data["advantages"]
+    with pytest.raises(elastic.ETRInputError, match="adv_estimator=etr_grpo"):
+        EtrLossFunction(config, read_macro_channel=True)(model_output=model_output, data=data)
+    del data[macro_channel.FIELD]
+    with pytest.raises(elastic.ETRInputError, match="no 'returns' field"):
+        EtrLossFunction(config, read_macro_channel=True)(model_output=model_output, data=data)
 
 
 def test_fallback_through_stock_ppo_loss_matches_driver_for_binary_rewards():
     passed, gids = binary_groups(4, 6, torch.Generator().manual_seed(2), successes=[0, 1, 3, 5])
     config = actor_config(rollout_n=6, etr_alpha=1.0, etr_beta=0.5, etr_factor_min=0.25, etr_factor_max=3.0)
     macro = elastic.group_variance_ratio(passed, gids)
-    d_loss, d_grad, d_m = _loss_and_grad(EtrLossFunction(config), passed, gids, macro=macro)
+    d_loss, d_grad, d_m = _loss_and_grad(EtrLossFunction(config, read_macro_channel=True), passed, gids, macro=macro)
     f_loss, f_grad, f_m = _loss_and_grad(lambda **kw: ppo_loss(config, **kw), passed, gids)
     assert d_m["actor/etr/macro_from_driver"] == [1.0] and f_m["actor/etr/macro_from_driver"] == [0.0]
     torch.testing.assert_close(f_loss, d_loss, rtol=1e-5, atol=1e-7)
@@ -180,14 +205,69 @@ def test_estimator_is_vectorised():
     assert time.perf_counter() - start < 1.0
 
 
-def test_driver_macro_signal_from_whole_batch():
+def _padded_proto(scores, gids, lengths):
+    """A legacy-trainer batch: right-padded responses of the given lengths (0 = verl's padding sample)."""
+    bs, width = scores.numel(), max(max(lengths), 1)
+    mask = torch.zeros(bs, width)
+    rewards = torch.zeros(bs, width)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+        if n:
+            rewards[i, n - 1] = scores[i]
+    return DataProto.from_dict(
+        tensors={"token_level_rewards": rewards, "response_mask": mask},
+        non_tensors={"uid": np.array([f"prompt-{int(g)}" for g in gids], dtype=object)},
+    )
+
+
+def test_estimator_writes_the_whole_group_signal_to_returns():
+    """etr_grpo's second output is v_g / v_max of each response's group (4 p (1 - p)) at its valid tokens; verl's
+    padding samples (empty mask) neither count in their group nor carry a value."""
     passed, gids = binary_groups(3, 4, torch.Generator().manual_seed(4), successes=[0, 2, 4])
-    uids = np.array([f"u{int(g)}" for g in gids], dtype=object)
-    mask = torch.ones(12, 3)
-    mask[11] = 0  # a padding sample (verl zeroes its mask and score)
-    ratio, metrics = macro_signal_from_batch(uids, passed, mask, {"etr": {"reward_low": 0.0, "reward_high": 1.0}})
-    assert ratio[:4].tolist() == [0.0] * 4 and ratio[4:8].tolist() == [1.0] * 4
-    assert metrics["actor/etr/zero_variance_group_share"] == pytest.approx(2 / 3)
+    lengths = [3, 2, 4, 1] * 3
+    lengths[11] = 0  # a padding sample
+    passed[11] = 0.0
+    data = compute_advantage(_padded_proto(passed, gids, lengths), adv_estimator="etr_grpo",
+                             config={"norm_adv_by_std_in_grpo": True})
+    returns = data.batch["returns"]
+    ratio = macro_channel.decode(returns)
+    # group 2 has 3 valid responses, all successes (the padding sample is not one of them)
+    assert ratio.tolist() == [0.0] * 4 + [1.0] * 4 + [0.0] * 4
+    assert torch.equal(returns, ratio[:, None] * data.batch["response_mask"])
+
+
+def test_macro_signal_is_identical_on_the_legacy_and_v1_paths_and_in_every_micro_batch():
+    """The same batch through the legacy trainer's path (``compute_advantage`` on a padded DataProto; the worker
+    gets dense ``returns``) and the V1 trainers' path (``compute_advantage_for_multi_trajectories``, then
+    ``response_to_nested`` into TransferQueue; the worker gets jagged ``returns``): the loss reads the same fp32
+    values, bit for bit, equal to ``group_variance_ratio`` of the whole groups, in every micro-batch split."""
+    from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
+    from verl.workers.utils.padding import response_to_nested
+
+    gen = torch.Generator().manual_seed(7)
+    n_groups, group = 6, 5
+    scores = torch.randint(0, 2, (n_groups * group,), generator=gen).float()
+    gids = torch.arange(n_groups).repeat_interleave(group)
+    lengths = torch.randint(1, 9, (n_groups * group,), generator=gen).tolist()
+    algo = {"norm_adv_by_std_in_grpo": True}
+    legacy = compute_advantage(_padded_proto(scores, gids, lengths), adv_estimator="etr_grpo", config=algo)
+    keys = [f"prompt-{int(g)}_0_{i}" for i, g in enumerate(gids)]
+    v1 = compute_advantage_for_multi_trajectories(
+        _padded_proto(scores, gids, lengths), batch_keys=keys, adv_estimator="etr_grpo",
+        num_repeat=group, config=algo)
+    mask = legacy.batch["response_mask"]
+    dense_batch = TensorDict({"returns": legacy.batch["returns"]}, batch_size=[len(lengths)])
+    nested_mask = _nested([mask[i, :n] for i, n in enumerate(lengths)])  # as V1 keeps it in TransferQueue
+    jagged_batch = TensorDict({"returns": response_to_nested(v1.batch["returns"], nested_mask)},
+                              batch_size=[len(lengths)])
+    expected = elastic.group_variance_ratio(scores, gids)
+    for batch in (dense_batch, jagged_batch):
+        assert torch.equal(macro_channel.read(batch), expected)
+    # micro-batches split groups (selected as verl selects them); each reads exactly its rows' whole-group values
+    order = torch.randperm(len(lengths), generator=gen)
+    for rows in order.split(4):
+        for batch in (dense_batch, jagged_batch):
+            assert torch.equal(macro_channel.read(tu.index_select_tensor_dict(batch, rows)), expected[rows])
 
 
 HYDRA_ETR = [

@@ -11,14 +11,14 @@ rollout only through vLLM/SGLang/TensorRT-LLM servers). This subpackage adds, th
    ``cpu:gloo,<device>:<backend>``, which torch rejects when the device is ``cpu``).
 
 It is activated by the ``etr_verl.plugin`` entry point only when ``VERL_PLATFORM=cpu`` is set, so it never loads
-in a GPU run. Tested with verl 0.9.1 only.
+in a GPU run. It runs on the verl releases of :data:`etr_verl.verl_support.SUPPORTED_VERL_RANGE` (each tested
+with one real training step, ``make test-versions``).
 """
 
 from __future__ import annotations
 
 import os
 
-TESTED_VERL_VERSION = "0.9.1"
 _active = False
 
 
@@ -31,13 +31,9 @@ def activate() -> None:
     global _active
     if _active:
         return
-    import verl
+    from etr_verl.verl_support import check_verl_version
 
-    if getattr(verl, "__version__", None) != TESTED_VERL_VERSION:
-        raise RuntimeError(
-            f"etr_verl.local_cpu was written against verl {TESTED_VERL_VERSION}, found {verl.__version__}; "
-            "it touches verl internals that change between releases."
-        )
+    check_verl_version()  # the backend touches verl internals that change between releases
     from etr_verl.local_cpu import patches, platform
 
     platform.register()

@@ -1,13 +1,12 @@
-"""verl adapter for the ETR policy loss: ``@register_policy_loss("etr")`` and the worker-side loss function.
+"""``actor.policy_loss.loss_mode=etr``: ETR's elastic clipped policy loss, registered with verl's
+``register_policy_loss``.
 
-verl's worker-side ``verl.workers.utils.losses.ppo_loss`` hands a registered policy loss only
-``old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config, rollout_is_weights`` — it drops every
-other batch key. The driver's per-group macro signal therefore travels as the batch field
-``etr_group_variance_ratio`` and is exposed to the policy loss by :class:`EtrLossFunction`, which verl's
-``set_loss_fn`` installs in the actor workers in place of ``partial(ppo_loss, config=...)``: it reads the field of
-the micro-batch, calls verl's own ``ppo_loss`` unchanged, and the ``etr`` loss picks the field up from a
-context variable. Without it (stock trainers) the loss falls back to recovering the signal from the advantages
-(see :func:`etr_verl.elastic.variance_ratio_from_binary_advantages`), which checks its own assumption.
+verl's worker-side ``ppo_loss`` hands a registered policy loss only ``old_log_prob, log_prob, advantages,
+response_mask, loss_agg_mode, config, rollout_is_weights``. The macro signal of the driver therefore reaches this
+loss through a context variable, set for each micro-batch by the worker's loss function
+(:class:`etr_verl.adapters.loss_function.EtrLossFunction`, which reads it from the batch). Without it (stock
+trainers) the loss recovers the signal from the advantages
+(:func:`etr_verl.elastic.variance_ratio_from_binary_advantages`), which checks its own assumption.
 """
 
 from __future__ import annotations
@@ -24,12 +23,9 @@ from verl.trainer.ppo.core_algos import agg_loss
 from verl.utils import torch_functional as verl_F
 
 from etr_verl import elastic
-from etr_verl.config import LOSS_MODE, etr_policy_loss_config
+from etr_verl.adapters.loss_config import LOSS_MODE, etr_policy_loss_config
 
 logger = logging.getLogger(__name__)
-
-MACRO_FIELD = "etr_group_variance_ratio"
-"""Batch field carrying ``v_g / v_max`` per response, ``(bs, 1)`` (or ``(bs,)``) fp32, written by the ETR trainer."""
 
 _driver_variance_ratio: ContextVar[Optional[torch.Tensor]] = ContextVar("etr_driver_variance_ratio", default=None)
 _fallback_announced = False
@@ -222,9 +218,9 @@ def _macro_signal(
         return driver.reshape(-1).to(device=advantages.device, dtype=torch.float32), True
     if etr.etr_macro_source == "driver":
         raise elastic.ETRInputError(
-            "policy_loss.etr_macro_source=driver, but no driver-side group variance reached the loss. Run with the "
-            "ETR trainer (trainer.v1.trainer_mode=etr_sync, or python -m etr_verl.main), or set "
-            "etr_macro_source=auto to recover it from binary-reward advantages."
+            "policy_loss.etr_macro_source=driver, but no driver-side group variance reached the loss: ETR's loss "
+            "function is not installed in this worker. Run python -m etr_verl.main (it installs it, on every "
+            "trainer), or set etr_macro_source=advantages to recover the signal from binary-reward advantages."
         )
     group_size = config.get("rollout_n", None)
     if not isinstance(group_size, int):
@@ -295,38 +291,3 @@ def register() -> None:
 
     if POLICY_LOSS_REGISTRY.get(LOSS_MODE) is not compute_policy_loss_etr:
         register_policy_loss(LOSS_MODE)(compute_policy_loss_etr)
-
-
-class EtrLossFunction:
-    """Worker-side loss for verl's ``set_loss_fn``: verl's ``ppo_loss`` with the driver's macro signal visible.
-
-    Picklable (it is sent from the driver to every actor worker); holds the actor config dataclass, as verl's own
-    ``partial(ppo_loss, config=actor_config)`` does.
-    """
-
-    def __init__(self, actor_config: Any):
-        self.config = actor_config
-
-    def __call__(self, model_output: Any, data: Any, dp_group: Any = None) -> tuple[torch.Tensor, dict]:
-        from verl.workers.utils.losses import ppo_loss
-
-        with driver_macro_signal(per_sample_field(data, MACRO_FIELD)):
-            return ppo_loss(self.config, model_output, data, dp_group)
-
-
-def per_sample_field(data: Any, key: str) -> Optional[torch.Tensor]:
-    """A per-sample scalar field of a (micro-batch) TensorDict as ``(bs,)``, or None when absent."""
-    if key not in data.keys():
-        return None
-    value = data[key]
-    if getattr(value, "is_nested", False):
-        value = value.values()
-    batch_size = data.batch_size[0] if len(data.batch_size) else value.shape[0]
-    if value.numel() != batch_size:
-        raise elastic.ETRInputError(f"batch field {key!r} has {value.numel()} values for {batch_size} samples.")
-    return value.reshape(-1)
-
-
-from etr_verl.registration import register as _register  # noqa: E402  (importing this module registers ETR)
-
-_register(finished=__name__)

@@ -1,9 +1,11 @@
-"""verl adapter for ETR's advantage estimator, registered as ``algorithm.adv_estimator=etr_grpo``.
+"""``algorithm.adv_estimator=etr_grpo``: GRPO's advantages, and ETR's macro signal as the ``returns`` output.
 
-The advantages are GRPO's, computed by verl's own vectorised estimator (so ``etr_grpo`` and
-``grpo_vectorized`` agree bit for bit); what ``etr_grpo`` adds is the input contract ETR relies on, checked in the
-driver before any worker sees the batch: finite outcome scores and one group id per response. The per-group
-macro signal is computed beside it by the ETR trainer (:mod:`etr_verl.trainer`), from the same whole groups.
+The advantages are computed by verl's own vectorised GRPO estimator, so ``etr_grpo`` and ``grpo_vectorized`` agree
+bit for bit. The second output, ``returns``, carries the variance ratio ``v_g / v_max`` of every response's group
+(:mod:`etr_verl.adapters.macro_channel`), computed here from whole groups: verl calls estimators in the driver on
+the whole batch, before any mini-/micro-batch or data-parallel split, in every trainer (legacy and V1, sync and
+async). Input contract, checked before any worker sees the batch: finite outcome scores and one group id per
+response.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import numpy as np
 import torch
 from verl.trainer.ppo.core_algos import compute_grpo_vectorized_outcome_advantage
 
-from etr_verl.elastic import ETRInputError
+from etr_verl.adapters import macro_channel
+from etr_verl.adapters.loss_config import EtrAlgorithmConfig
+from etr_verl.elastic import ETRInputError, group_variance_ratio, response_has_tokens
 
 ADV_ESTIMATOR = "etr_grpo"
 
@@ -27,22 +31,30 @@ def compute_etr_grpo_advantage(
     norm_adv_by_std_in_grpo: bool = True,
     config: Optional[Any] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """GRPO outcome advantages ``A_i = (r_i - mean_g) / (std_g + epsilon)`` (or ``r_i - mean_g``), vectorised.
+    """GRPO advantages ``A_i = (r_i - mean_g) / (std_g + epsilon)`` (or ``r_i - mean_g``) and the macro signal.
 
     Args:
-        token_level_rewards: ``(bs, T)``; the outcome score of a response is its sum over tokens.
-        response_mask: ``(bs, T)``.
+        token_level_rewards: ``(bs, T)``; the outcome score ``r_i`` of a response is its sum over tokens.
+        response_mask: ``(bs, T)``; responses with an empty mask (verl's padding samples) are not counted in any
+            group's variance.
         index: ``(bs,)`` group id (verl's ``uid``) of each response.
         epsilon: added to the group std.
         norm_adv_by_std_in_grpo: used only when ``config`` is None; otherwise read from
             ``config.norm_adv_by_std_in_grpo`` (verl does not pass it to registered estimators).
-        config: the ``algorithm`` config.
+        config: the ``algorithm`` config (``algorithm.etr.reward_low/high``: the range of the outcome scores).
 
     Returns:
-        ``(advantages, returns)``, both ``(bs, T)``, equal, zero outside the mask.
+        ``advantages``: ``(bs, T)``, GRPO's, zero outside the mask. ``returns``: ``(bs, T)`` fp32,
+        ``v_g / v_max`` of the response's group at its valid tokens, zero elsewhere
+        (:func:`etr_verl.adapters.macro_channel.encode`).
     """
     if config is not None:
         norm_adv_by_std_in_grpo = bool(config.get("norm_adv_by_std_in_grpo", True))
+        if config.get("use_kl_in_reward", False):
+            raise ETRInputError(
+                "algorithm.use_kl_in_reward=true: the KL penalty would be part of the outcome scores etr_grpo "
+                "computes group variances from. Use actor_rollout_ref.actor.use_kl_loss=true instead."
+            )
     batch_size = token_level_rewards.shape[0]
     check_group_ids(index, batch_size)
     scores = token_level_rewards.sum(dim=-1)
@@ -50,7 +62,7 @@ def compute_etr_grpo_advantage(
     if not bool(finite.all()):
         rows = (~finite).nonzero().flatten()[:5].tolist()
         raise ETRInputError(f"outcome scores of responses {rows} are NaN/inf; check the reward function.")
-    return compute_grpo_vectorized_outcome_advantage(
+    advantages, _ = compute_grpo_vectorized_outcome_advantage(
         token_level_rewards=token_level_rewards,
         response_mask=response_mask,
         index=index,
@@ -58,6 +70,13 @@ def compute_etr_grpo_advantage(
         norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo,
         config=config,
     )
+    etr = EtrAlgorithmConfig.from_algorithm_config(config)
+    # a group of one response has variance 0 here; macro elasticity with rollout.n=1 is refused before Ray starts
+    variance_ratio = group_variance_ratio(
+        scores, group_index(index), response_has_tokens(response_mask), etr.reward_low, etr.reward_high,
+        require_group_size_above_one=False,
+    )
+    return advantages, macro_channel.encode(variance_ratio, response_mask)
 
 
 def check_group_ids(index: Any, batch_size: int) -> None:
@@ -79,7 +98,7 @@ def group_index(index: Any) -> torch.Tensor:
 
 
 def register() -> None:
-    """Register ``etr_grpo`` into verl's advantage-estimator registry (idempotent)."""
+    """Register ``etr_grpo`` into verl's advantage-estimator registry (idempotent; refuses a foreign owner)."""
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, register_adv_est
 
     existing = ADV_ESTIMATOR_REGISTRY.get(ADV_ESTIMATOR)
@@ -89,8 +108,3 @@ def register() -> None:
         raise ETRInputError(f"advantage estimator {ADV_ESTIMATOR!r} is already registered by {existing!r}.")
     ADV_ESTIMATOR_REGISTRY.pop(ADV_ESTIMATOR, None)  # our own, from a reloaded module
     register_adv_est(ADV_ESTIMATOR)(compute_etr_grpo_advantage)
-
-
-from etr_verl.registration import register as _register  # noqa: E402  (importing this module registers ETR)
-
-_register(finished=__name__)

@@ -1,0 +1,83 @@
+"""The macro channel: how the per-response macro signal ``v_g / v_max`` travels from the driver to the loss.
+
+ETR's macro signal must be computed from whole groups (all G responses of a prompt), which only the driver sees:
+the actor workers get micro-batches that split groups. It therefore has to travel with the batch, in a field that
+
+1. every verl trainer writes back to the batch after computing advantages — verl's legacy ``RayPPOTrainer``
+   (``compute_advantage``: ``data.batch["returns"] = returns``), the V1 trainers in every ``trainer_mode``
+   (``_compute_advantage`` puts ``advantages`` and ``returns`` into TransferQueue);
+2. reaches the actor worker's loss function with each micro-batch (the whole batch is sent to ``update_actor``);
+3. survives verl's planned declared-column data path (the ``neo`` branch materialises only the columns an engine
+   declares; its training-batch spec lists ``advantages`` and ``returns``, not ad-hoc fields).
+
+The advantage estimator's second output, ``returns``, is that field: ``etr_grpo`` returns GRPO's advantages and,
+as ``returns``, the variance ratio of each response's group at each of its valid tokens (0 elsewhere). GRPO-family
+runs have no critic, so verl reads ``returns`` only for its ``critic/returns/{mean,max,min}`` metrics, which then
+show the macro signal (token-weighted). Limits, checked before Ray starts (:mod:`etr_verl.main`): a run with a
+critic would train the critic on it (refused), and a KL penalty in the reward would make the outcome scores
+non-binary (refused; use ``actor.use_kl_loss``).
+
+Encoding, for response ``i`` with variance ratio ``r_i`` in ``[0, 1]`` and response mask ``m_it`` in ``{0, 1}``::
+
+    returns_it = r_i * m_it            (exact in fp32: a product with 1 or 0)
+    r_i        = max_t returns_it      (exact: the other entries are 0 <= r_i)
+
+so the worker recovers the driver's fp32 values bit for bit, whichever trainer and batch layout (dense with
+padding, or jagged) carried them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from etr_verl.elastic import ETRInputError
+
+FIELD = "returns"
+"""The batch field carrying the macro signal (the advantage estimator's second output)."""
+
+
+def encode(variance_ratio: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """The ``returns`` tensor that carries ``variance_ratio``.
+
+    Args:
+        variance_ratio: ``(bs,)`` fp32 ``v_g / v_max`` of each response's group, in ``[0, 1]``.
+        response_mask: ``(bs, T)`` valid response tokens.
+
+    Returns:
+        ``(bs, T)`` fp32: ``variance_ratio[i]`` at the valid tokens of response ``i``, 0 elsewhere.
+    """
+    return variance_ratio.to(torch.float32).reshape(-1, 1) * response_mask.to(torch.float32)
+
+
+def decode(returns: torch.Tensor) -> torch.Tensor:
+    """The ``(bs,)`` fp32 variance ratios from a padded ``(bs, T)`` ``returns`` tensor (0 for empty rows).
+
+    Raises :class:`ETRInputError` when the values cannot be ETR's (outside ``[0, 1]`` or not finite): ``returns``
+    then holds something else, e.g. GRPO's returns from an estimator other than ``etr_grpo``.
+    """
+    if returns.dim() != 2:
+        raise ETRInputError(f"batch field {FIELD!r} has shape {tuple(returns.shape)}; expected (batch, tokens).")
+    if returns.shape[1] == 0:
+        return torch.zeros(returns.shape[0], dtype=torch.float32, device=returns.device)
+    low, high = torch.aminmax(returns)
+    if not (bool(low >= 0) and bool(high <= 1)):  # NaN fails both comparisons
+        raise ETRInputError(
+            f"batch field {FIELD!r} holds values in [{float(low)}, {float(high)}], not ETR's macro signal (in [0, 1]):"
+            " with policy_loss.etr_macro_source=driver the advantage estimator must be etr_grpo "
+            "(algorithm.adv_estimator=etr_grpo), which writes the signal there."
+        )
+    return returns.amax(dim=-1).to(torch.float32)
+
+
+def read(micro_batch: Any) -> torch.Tensor:
+    """The ``(bs,)`` variance ratios of a worker micro-batch (a TensorDict, dense or jagged ``returns``)."""
+    if FIELD not in micro_batch.keys():
+        raise ETRInputError(
+            f"the micro-batch has no {FIELD!r} field, so the driver's macro signal cannot reach the loss: run with "
+            "algorithm.adv_estimator=etr_grpo (it writes the signal there), or set "
+            "policy_loss.etr_macro_source=advantages."
+        )
+    padded = micro_batch.select(FIELD).to_padded_tensor()[FIELD]  # as verl's ppo_loss pads its own fields
+    return decode(padded)
