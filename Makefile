@@ -1,19 +1,24 @@
 # The README's two commands: `make demo` (the main job) and `make test` (the tests). Both bootstrap .venv.
+# `make test-versions`: the other supported verl releases, each in a venv of its own (.venv-verl<version>).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.etr-installed
+PRIMARY_VERL := 0.9.1
+OTHER_VERLS := 0.9.0 0.8.0
+# the releases on which the local CPU backend runs verl's trainer (0.8.0 has no platform registry: README)
+REAL_STEP_VERLS := 0.9.0
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast test-versions clean
 
 install: $(STAMP)
 
 # torch first (a CPU build; a plain requirement would pull GBs of CUDA wheels), then verl + etr-verl pinned to it
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt requirements/verl-$(PRIMARY_VERL).txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,demo]"
+	$(PY) -m pip install -q -c constraints.txt -r requirements/verl-$(PRIMARY_VERL).txt -e ".[test,demo]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,5 +31,24 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m pytest tests -m "not slow"
 
+# one venv per other supported verl release: the same install steps, that release's requirements file
+.venv-verl%/.etr-installed: pyproject.toml constraints.txt requirements/verl-%.txt
+	test -x .venv-verl$*/bin/python || $(PYTHON) -m venv .venv-verl$*
+	.venv-verl$*/bin/python -m pip install -q --upgrade pip
+	.venv-verl$*/bin/python -m pip install -q torch==2.13.0
+	.venv-verl$*/bin/python -m pip install -q -c constraints.txt -r requirements/verl-$*.txt -e ".[test]"
+	touch $@
+
+# on each: the non-slow suite, then one real training step on the local CPU backend where it can run
+test-versions: $(foreach v,$(OTHER_VERLS),.venv-verl$(v)/.etr-installed)
+	set -e; for v in $(OTHER_VERLS); do \
+	  echo "== verl $$v: the non-slow suite"; \
+	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests -m "not slow"; \
+	done
+	set -e; for v in $(REAL_STEP_VERLS); do \
+	  echo "== verl $$v: one real training step on the local CPU backend (legacy and V1 colocated async trainers)"; \
+	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests/test_trainer_e2e.py -k other_trainers; \
+	done
+
 clean:
-	rm -rf $(VENV) .cache .hypothesis
+	rm -rf $(VENV) .venv-verl* .cache .hypothesis

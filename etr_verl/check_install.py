@@ -28,7 +28,10 @@ import verl
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn, get_policy_loss_fn
 get_policy_loss_fn("etr"); get_adv_estimator_fn("etr_grpo")
 from etr_verl.adapters import task_runners
-task_runners.legacy_task_runner_class(); task_runners.v1_task_runner_class()
+task_runners.legacy_task_runner_class()
+import importlib.util
+if importlib.util.find_spec("verl.trainer.ppo.v1") is not None:  # verl >= 0.9: the V1 trainers too
+    task_runners.v1_task_runner_class()
 from hydra import compose, initialize_config_module
 with initialize_config_module(config_module="etr_verl.hydra_configs", version_base=None):
     config = compose(config_name="etr_trainer", overrides=["algo=etr"])

@@ -18,7 +18,7 @@ import os
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_VERL_RANGE = ">=0.9.0,<0.10"
+SUPPORTED_VERL_RANGE = ">=0.8.0,<0.10"
 """pip specifier of the verl releases etr-verl is tested with."""
 PRIMARY_VERL_VERSION = "0.9.1"
 """The release the full test suite, the demo and the Docker image use."""

@@ -31,9 +31,17 @@ def activate() -> None:
     global _active
     if _active:
         return
+    import importlib.util
+
     from etr_verl.verl_support import check_verl_version
 
-    check_verl_version()  # the backend touches verl internals that change between releases
+    version = check_verl_version()  # the backend touches verl internals that change between releases
+    if importlib.util.find_spec("verl.plugin") is None:
+        raise RuntimeError(
+            f"the local CPU backend needs verl's platform registry (verl.plugin.platform, verl >= 0.9.0); verl "
+            f"{version} has none, and its rollout replicas place their servers on 'cuda'. ETR itself runs on verl "
+            f"{version} (legacy trainer); only this CPU smoke-run backend does not."
+        )
     from etr_verl.local_cpu import patches, platform
 
     platform.register()
