@@ -13,7 +13,19 @@ from verl.workers.config import ActorConfig, PolicyLossConfig
 
 from etr_verl.config import EtrPolicyLossConfig
 
-AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+ALL_AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+
+
+def _verl_accepts_agg_mode(mode: str) -> bool:
+    try:
+        ActorConfig(strategy="fsdp", rollout_n=1, ppo_micro_batch_size_per_gpu=1, loss_agg_mode=mode)
+    except ValueError:
+        return False
+    return True
+
+
+AGG_MODES = tuple(m for m in ALL_AGG_MODES if _verl_accepts_agg_mode(m))
+"""The aggregation modes the installed verl's ``ActorConfig`` accepts (verl 0.8.0 has no ``token-sum``)."""
 
 
 def actor_config(

@@ -68,6 +68,12 @@ def test_fixtures_convert_to_verls_schema_and_graders(tmp_path, fixtures):
     from verl.utils.reward_score import default_compute_score
 
     result = run_script(tmp_path, fixtures)
+    reads_boxed = default_compute_score("math_dapo", "The answer is $\\boxed{17}$.", "17")["acc"]
+    if not reads_boxed:  # verl 0.9.0: math_dapo reads `Answer: x` only; the script must refuse, not write data
+        assert result.returncode != 0 and "math_dapo" in result.stderr, result.stderr[-2000:]
+        assert "REQUIRED_VERL.txt" in result.stderr and "==0.9.1" in result.stderr
+        assert not (tmp_path / "out").exists()
+        return
     assert result.returncode == 0, result.stderr[-2000:]
     out = tmp_path / "out"
     expected = {"dapo_train": ("math_dapo", ["17", "9"]), "math_train": (prep.SOURCES["math"].data_source,
@@ -114,7 +120,8 @@ def test_verls_dataset_loads_every_output(tmp_path, fixtures):
     from omegaconf import OmegaConf
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
-    assert run_script(tmp_path, fixtures).returncode == 0
+    for name, path in fixtures.items():  # the conversion itself (main() also refuses a verl without boxed graders)
+        prep.prepare(name, tmp_path / "out", path)
     tokenizer = byte_level_tokenizer(tmp_path / "tokenizer")
     config = OmegaConf.create({"prompt_key": "prompt", "max_prompt_length": 512, "filter_overlong_prompts": True,
                                "truncation": "error", "filter_overlong_prompts_workers": 1,

@@ -45,7 +45,9 @@ def test_install_check_passes_in_this_environment():
     result = subprocess.run([sys.executable, "-m", "etr_verl.check_install"], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "etr-verl install check: ok (verl 0.9.1" in result.stdout
+    from importlib import metadata
+
+    assert f"etr-verl install check: ok (verl {metadata.version('verl')}" in result.stdout
 
 
 def test_install_check_names_an_unsatisfied_requirement(monkeypatch):

@@ -176,6 +176,20 @@ def parse_local_paths(items: list[str]) -> dict[str, Path]:
     return paths
 
 
+def graders_missing_boxed(names: list[str]) -> list[str]:
+    """The data sources among ``names`` whose grader in the installed verl does not read ``\\boxed{x}`` (verl
+    0.9.0's ``math_dapo`` reads ``Answer: x`` only; 0.9.1 added the ``\\boxed{}`` fallback these prompts rely on)."""
+    from verl.utils.reward_score import default_compute_score
+
+    missing = []
+    for name in names:
+        data_source = SOURCES[name].data_source
+        result = default_compute_score(data_source, "Some reasoning. The answer is $\\boxed{7}$.", "7")
+        if (result["acc"] if isinstance(result, dict) else result) != 1:
+            missing.append(data_source)
+    return missing
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="output directory (DATA_DIR of the recipes)")
@@ -195,6 +209,15 @@ def main(argv: list[str] | None = None) -> None:
     missing = [n for n in names if n not in local]
     if args.offline and missing:
         parser.error(f"--offline: no --local-path for {missing}")
+    unread = graders_missing_boxed(names)
+    if unread:
+        import verl
+
+        raise SystemExit(
+            f"verl {verl.__version__}'s graders for {sorted(set(unread))} do not read \\boxed{{}} answers, which these "
+            "prompts ask for: every response would score as wrong. The reproduction runs on verl 0.9.1 "
+            "(recipes/REQUIRED_VERL.txt): pip install 'verl[verl-core]==0.9.1'."
+        )
     for name in names:
         prepare(name, args.out, local.get(name))
 
