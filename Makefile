@@ -46,7 +46,7 @@ test-versions: $(foreach v,$(OTHER_VERLS),.venv-verl$(v)/.etr-installed)
 	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests -m "not slow"; \
 	done
 	set -e; for v in $(REAL_STEP_VERLS); do \
-	  echo "== verl $$v: one real training step on the local CPU backend (legacy and V1 colocated async trainers)"; \
+	  echo "== verl $$v: one real training step on the local CPU backend (each trainer this verl runs on a CPU)"; \
 	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests/test_trainer_e2e.py -k other_trainers; \
 	done
 
