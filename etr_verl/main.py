@@ -159,11 +159,39 @@ def check_macro_channel_is_free(config: DictConfig) -> None:
         )
 
 
+LOOPBACK_RAY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""``0`` makes Ray bind its servers to loopback only; Ray reads it once, when it is first imported."""
+LOCAL_BACKEND_ARGS = ("backend=local_cpu", "+backend=local_cpu", "++backend=local_cpu")
+
+
+def keep_local_ray_on_loopback(argv: list[str]) -> None:
+    """``backend=local_cpu`` promises a Ray cluster on loopback only. Ray reads :data:`LOOPBACK_RAY_ENV` when it is
+    first imported, and Hydra imports verl (hence Ray) while it searches ``pkg://verl.trainer.config``, so the
+    variable is set here, from the command line, before Hydra runs — whatever the caller exported."""
+    if any(arg in LOCAL_BACKEND_ARGS for arg in argv):
+        os.environ[LOOPBACK_RAY_ENV] = "0"
+
+
+def check_ray_will_bind_loopback() -> None:
+    """For the local backend: refuse to start Ray when it was already imported in cluster mode (it would listen on
+    every interface), e.g. ``run()`` called from a program that imported Ray first."""
+    os.environ[LOOPBACK_RAY_ENV] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None and getattr(constants, "ENABLE_RAY_CLUSTER", False):
+        raise RuntimeError(
+            f"backend=local_cpu runs Ray on loopback only, but Ray was imported before {LOOPBACK_RAY_ENV}=0 was "
+            "set and would listen on every interface. Start with `python -m etr_verl.main backend=local_cpu ...`, "
+            f"or export {LOOPBACK_RAY_ENV}=0 before anything imports Ray."
+        )
+
+
 def run(config: DictConfig, dry_run: bool = False) -> None:
     """Validate, then hand over to verl's own ``run_ppo`` with a task runner that installs ETR's loss function
     (``dry_run``: print the resolved config instead)."""
     env = local_backend_env(config)
-    os.environ.update(env)  # before Ray starts: the local cluster must bind loopback only
+    if env:
+        check_ray_will_bind_loopback()
+    os.environ.update(env)  # the local backend's variables, inherited by Ray's processes
     if env:
         from etr_verl import local_cpu
 
@@ -191,6 +219,7 @@ def entry() -> None:
     """Command-line entry (``python -m etr_verl.main``, ``etr-verl-train``): takes ``--dry-run`` off the argument
     list (Hydra would reject it), then runs the Hydra app."""
     global _dry_run
+    keep_local_ray_on_loopback(sys.argv[1:])
     _dry_run = DRY_RUN_FLAG in sys.argv[1:]
     sys.argv[1:] = [arg for arg in sys.argv[1:] if arg != DRY_RUN_FLAG]
     main()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import subprocess
 import threading
@@ -164,3 +166,15 @@ def load_script(path, name: str):
     sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def user_environment():
+    """``os.environ`` as a user's shell has it: without the ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` that the
+    Makefile exports for the whole suite (what the entry points must not rely on), restored afterwards."""
+    saved = os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved

@@ -9,8 +9,8 @@ import torch
 from etr_testkit import actor_config, binary_groups, grpo_advantages, loss_batch
 
 from etr_verl import elastic
-from etr_verl.config import EtrAlgorithmConfig, EtrPolicyLossConfig
 from etr_verl.adapters.policy_loss import compute_policy_loss_etr, driver_macro_signal
+from etr_verl.config import EtrAlgorithmConfig, EtrPolicyLossConfig
 
 G = 8
 

@@ -202,9 +202,37 @@ def test_effective_bound_metrics():
     assert m["actor/etr/eps_low_min"] == pytest.approx(0.2 * m["actor/etr/factor_min"], rel=1e-6)
     assert m["actor/etr/eps_high_max"] == pytest.approx(0.28 * m["actor/etr/factor_max"], rel=1e-6)
     assert m["actor/etr/zero_variance_share"] == pytest.approx(0.5)  # groups with 0 and 8 successes
-    assert m["actor/etr/frac_at_factor_min"] >= 0.5  # A = 0 there, so f = f_min
+    assert m["actor/etr/share_at_factor_floor"] >= 0.5  # A = 0 there, so f = f_min
     assert m["actor/etr/pg_clipfrac_adv_pos"] + m["actor/etr/pg_clipfrac_adv_neg"] == pytest.approx(
         m["actor/pg_clipfrac"], abs=1e-7
     )
     assert m["actor/etr/macro_from_driver"] == 1.0
     assert 0 < m["actor/etr/macro_weight_mean"] < 1
+
+
+def test_every_etr_metric_is_reduced_by_verl_as_its_name_says():
+    """verl reduces a metric over mini-batches by its name (``reduce_metrics``: "max" in the key -> max, "min" ->
+    min, else mean). Two mini-batches with different values: each ``actor/etr/*`` key must come out as intended —
+    shares and means averaged, ``*_min`` / ``*_max`` the extreme."""
+    import numpy as np
+    from verl.utils.metric import reduce_metrics
+
+    gen = torch.Generator().manual_seed(5)
+    config = actor_config(etr_alpha=1.0, etr_beta=0.5, etr_macro_source="advantages", rollout_n=4)
+    per_mini_batch = []
+    for successes in ([0, 1, 2, 4], [2, 2, 3, 1]):
+        scores, gids = binary_groups(4, 4, gen, successes=successes)
+        batch = loss_batch(16, 6, gen, response_advantages=grpo_advantages(scores, gids))
+        _, metrics = compute_policy_loss_etr(**batch, loss_agg_mode="token-mean", config=config)
+        per_mini_batch.append({k: v for k, v in metrics.items() if k.startswith("actor/etr/")})
+    keys = per_mini_batch[0].keys()
+    reduced = reduce_metrics({k: [m[k] for m in per_mini_batch] for k in keys})
+    differing = 0
+    for key in keys:
+        values = [m[key] for m in per_mini_batch]
+        differing += values[0] != values[1]
+        # what each metric means, not what its name says: only the bound/factor extremes are extremes
+        intended = {f"actor/etr/{name}_{stat}": {"min": np.min, "max": np.max}[stat]
+                    for name in ("factor", "eps_low", "eps_high") for stat in ("min", "max")}.get(key, np.mean)
+        assert reduced[key] == pytest.approx(float(intended(values))), key
+    assert differing >= 5, "the two mini-batches must differ for the check to mean anything"

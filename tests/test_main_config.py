@@ -180,3 +180,23 @@ def test_micro_only_etr_needs_no_group_signal():
     """beta = 0: no macro level, so rollout.n=1 and any estimator are fine."""
     validate(_compose(_demo_overrides("etr_micro") + ["actor_rollout_ref.rollout.n=1",
                                                       "algorithm.adv_estimator=grpo"]))
+
+
+def test_local_backend_refuses_a_ray_already_imported_in_cluster_mode(tmp_path):
+    """run() called from a program that imported Ray without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray would listen
+    on every interface, so the local backend refuses before starting it."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    code = "import ray\nfrom etr_verl.main import check_ray_will_bind_loopback\ncheck_ray_will_bind_loopback()\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                            env=env)
+    assert result.returncode != 0 and "would listen on every interface" in result.stderr, result.stderr[-2000:]
+
+
+def test_entry_point_sets_loopback_before_anything_imports_ray(monkeypatch):
+    from etr_verl.main import LOOPBACK_RAY_ENV, keep_local_ray_on_loopback
+
+    monkeypatch.setenv(LOOPBACK_RAY_ENV, "1")  # whatever the caller exported
+    keep_local_ray_on_loopback(["algo=etr", "backend=gpu"])
+    assert os.environ[LOOPBACK_RAY_ENV] == "1"  # a GPU cluster run is left alone
+    keep_local_ray_on_loopback(["algo=etr", "backend=local_cpu"])
+    assert os.environ[LOOPBACK_RAY_ENV] == "0"

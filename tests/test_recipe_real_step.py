@@ -29,9 +29,11 @@ TRAIN_SHRINK = SHRINK + ["data.train_batch_size=8", "actor_rollout_ref.rollout.n
 
 def local_env(task: dict, out: Path, **extra: str) -> dict[str, str]:
     """Where the recipe runs and what it reads: the environment part of a recipe (paths, cluster, backend)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "DRY_RUN", "WANDB_API_KEY")}
+    # a user's environment: not the Makefile's RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER (the entry point must set it)
+    drop = ("RAY_ADDRESS", "DRY_RUN", "WANDB_API_KEY", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update({
-        "PYTHON": sys.executable, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONUNBUFFERED": "1",
+        "PYTHON": sys.executable, "PYTHONUNBUFFERED": "1",
         "BACKEND": "local_cpu", "ROLLOUT_NAME": "hf", "NNODES": "1", "GPUS_PER_NODE": "1",
         "MODEL_PATH": task["model"], "TRAIN_FILE": task["train"], "TEST_FILE": task["val"],
         "CKPTS_DIR": str(out / "ckpts"), "LOGGER": "console,file",

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
-from etr_testkit import LOOPBACK, ListenerWatch
+from etr_testkit import LOOPBACK, ListenerWatch, user_environment
 
 from etr_verl.demo.report import read_metrics
 from etr_verl.demo.runner import run_trainer, trainer_overrides
@@ -36,8 +36,9 @@ def _run(task, out: Path, name: str, steps: int, algo: str = "etr", watch=None, 
                                   updates_per_step=2, test_freq=-1, val_before_train=False, lr=1e-3, **kwargs)
     overrides += list(extra)
     overrides = [o.replace(f"experiment_name={algo}", f"experiment_name={name}") for o in overrides]
-    run_trainer(overrides, out / f"{name}.jsonl", out / f"{name}.log", echo=lambda _l: None,
-                on_start=watch.start if watch else None)
+    with user_environment():  # not the Makefile's: the entry point alone must keep Ray on loopback
+        run_trainer(overrides, out / f"{name}.jsonl", out / f"{name}.log", echo=lambda _l: None,
+                    on_start=watch.start if watch else None)
     return read_metrics(out / f"{name}.jsonl")
 
 

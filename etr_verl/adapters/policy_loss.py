@@ -266,8 +266,8 @@ def etr_metrics(
     metrics = {f"actor/etr/factor_{stat}": value for stat, value in stats.items()}
     for name, eps in (("eps_low", eps_low), ("eps_high", eps_high)):
         metrics.update({f"actor/etr/{name}_{stat}": eps * value for stat, value in stats.items()})
-    metrics["actor/etr/frac_at_factor_min"] = sum(factor[i] <= coeffs.factor_min for i in rows) / n_valid
-    metrics["actor/etr/frac_at_factor_max"] = sum(factor[i] >= coeffs.factor_max for i in rows) / n_valid
+    metrics["actor/etr/share_at_factor_floor"] = sum(factor[i] <= coeffs.factor_min for i in rows) / n_valid
+    metrics["actor/etr/share_at_factor_ceiling"] = sum(factor[i] >= coeffs.factor_max for i in rows) / n_valid
     metrics["actor/etr/pg_clipfrac_adv_pos"] = pg_clipfrac - clipfrac_negative
     metrics["actor/etr/pg_clipfrac_adv_neg"] = clipfrac_negative
     if variance_ratio is not None and macro_weight is not None:

@@ -54,8 +54,8 @@ def trainer_overrides(task: dict[str, str], algo: str, steps: int, seed: int, ou
 def run_trainer(overrides: list[str], metrics_path: Path, log_path: Path, extra_env: dict | None = None,
                 echo=print, on_start=None) -> None:
     """One real verl training run in a subprocess; echoes a line per step; raises with the log tail on failure."""
-    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_path), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-           "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    # the caller's environment as it is: `python -m etr_verl.main backend=local_cpu` keeps Ray on loopback itself
+    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_path), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     metrics_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "etr_verl.main", *overrides]
     with open(log_path, "w") as log:
