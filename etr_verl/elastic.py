@@ -105,6 +105,12 @@ def validate_coefficients(
 def validate_clip_range(eps_low: float, eps_high: float, factor_max: float, prefix: str = "") -> None:
     """The widest lower bound ``1 - eps_low * factor_max`` must stay above 0, or the ratio could be clipped to
     a non-positive value. Raises :class:`ETRInputError` naming the values and the fix."""
+    for name, value in (("clip_ratio_low", eps_low), ("clip_ratio_high", eps_high)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ETRInputError(
+                f"actor_rollout_ref.actor.{name}={value!r}: a finite number is needed (null falls back to "
+                "actor_rollout_ref.actor.clip_ratio, which must then be one)."
+            )
     if eps_low < 0 or eps_high < 0:
         raise ETRInputError(f"clip ratios must be >= 0, got clip_ratio_low={eps_low!r}, clip_ratio_high={eps_high!r}.")
     if eps_low * factor_max >= 1.0:

@@ -166,3 +166,31 @@ def test_algorithm_block_rejects_unknown_and_bad_keys():
         EtrAlgorithmConfig.from_algorithm_config({"etr": {"reward_hgh": 1}})
     with pytest.raises(elastic.ETRInputError, match="must be >"):
         EtrAlgorithmConfig(reward_low=1.0, reward_high=1.0)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_rollout_is_weights_at_a_valid_token_are_named(bad):
+    batch = loss_batch(4, 5, torch.Generator().manual_seed(0))
+    batch["rollout_is_weights"][2, 0] = bad
+    config = actor_config(etr_beta=0.0)
+    with pytest.raises(elastic.ETRInputError, match="rollout_is_weights holds NaN/inf at 1 valid token"):
+        compute_policy_loss_etr(batch["old_log_prob"], batch["log_prob"], batch["advantages"], batch["response_mask"],
+                                config.loss_agg_mode, config, rollout_is_weights=batch["rollout_is_weights"])
+
+
+@pytest.mark.parametrize(("low", "high", "message"), [
+    (math.nan, 0.2, "clip_ratio_low=nan"), (0.2, math.inf, "clip_ratio_high=inf"), (None, 0.2, "clip_ratio_low=None"),
+])
+def test_non_finite_or_missing_clip_ratios_are_named(low, high, message):
+    with pytest.raises(elastic.ETRInputError, match=message):
+        elastic.validate_clip_range(low, high, 2.0)
+
+
+def test_a_non_finite_macro_signal_is_named_as_such():
+    from tensordict import TensorDict
+
+    from etr_verl.adapters import macro_channel
+
+    batch = TensorDict({"returns": torch.tensor([[0.5, 0.5], [math.nan, 0.0]])}, batch_size=[2])
+    with pytest.raises(elastic.ETRInputError, match="macro signal, v_g / v_max\\) holds NaN/inf"):
+        macro_channel.read(batch)

@@ -200,3 +200,13 @@ def test_entry_point_sets_loopback_before_anything_imports_ray(monkeypatch):
     assert os.environ[LOOPBACK_RAY_ENV] == "1"  # a GPU cluster run is left alone
     keep_local_ray_on_loopback(["algo=etr", "backend=local_cpu"])
     assert os.environ[LOOPBACK_RAY_ENV] == "0"
+
+
+def test_null_clip_ratio_low_falls_back_to_clip_ratio_as_in_verl():
+    config = _compose(_demo_overrides("etr") + ["actor_rollout_ref.actor.clip_ratio_low=null",
+                                                 "actor_rollout_ref.actor.clip_ratio=0.3"])
+    validate(config)
+    too_wide = _compose(_demo_overrides("etr") + ["actor_rollout_ref.actor.clip_ratio_low=null",
+                                                   "actor_rollout_ref.actor.clip_ratio=0.6"])
+    with pytest.raises(ValueError, match="clip_ratio_low \\* policy_loss.etr_factor_max = 0.6"):
+        validate(too_wide)

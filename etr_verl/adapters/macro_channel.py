@@ -61,8 +61,13 @@ def decode(returns: torch.Tensor) -> torch.Tensor:
         raise ETRInputError(f"batch field {FIELD!r} has shape {tuple(returns.shape)}; expected (batch, tokens).")
     if returns.shape[1] == 0:
         return torch.zeros(returns.shape[0], dtype=torch.float32, device=returns.device)
+    if not bool(torch.isfinite(returns).all()):
+        raise ETRInputError(
+            f"batch field {FIELD!r} (ETR's macro signal, v_g / v_max) holds NaN/inf: the driver computed it from "
+            "non-finite outcome scores, or the batch was corrupted on the way. Check the reward function."
+        )
     low, high = torch.aminmax(returns)
-    if not (bool(low >= 0) and bool(high <= 1)):  # NaN fails both comparisons
+    if not (bool(low >= 0) and bool(high <= 1)):
         raise ETRInputError(
             f"batch field {FIELD!r} holds values in [{float(low)}, {float(high)}], not ETR's macro signal (in [0, 1]):"
             " with policy_loss.etr_macro_source=driver the advantage estimator must be etr_grpo "

@@ -110,7 +110,7 @@ def compute_policy_loss_etr(
             "reward/advantage pipeline (advantages) or the rollout/actor numerics (log-probs)."
         )
     if not math.isfinite(summary.loss):
-        _raise_non_finite_loss(response_mask, loss_agg_mode, config)
+        _raise_non_finite_loss(response_mask, loss_agg_mode, config, rollout_is_weights)
     metrics = dict(summary.verl_metrics)
     metrics.update(etr_metrics(
         factor=summary.per_response["factor"], valid=summary.per_response["valid"],
@@ -276,12 +276,29 @@ def etr_metrics(
     return metrics
 
 
-def _raise_non_finite_loss(response_mask: torch.Tensor, loss_agg_mode: str, config: Any) -> None:
+def _raise_non_finite_loss(
+    response_mask: torch.Tensor, loss_agg_mode: str, config: Any, rollout_is_weights: Optional[torch.Tensor]
+) -> None:
+    """The loss is NaN/inf although log-probs and advantages are finite at valid tokens: name the cause."""
+    valid = response_mask.bool()
+    if rollout_is_weights is not None and bool((~torch.isfinite(rollout_is_weights) & valid).any()):
+        bad = int((~torch.isfinite(rollout_is_weights) & valid).sum())
+        raise elastic.ETRInputError(
+            f"rollout_is_weights holds NaN/inf at {bad} valid token(s): the etr loss refuses to produce a NaN loss. "
+            "Check the rollout correction (algorithm.rollout_correction) and the rollout log-probs it is computed from."
+        )
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        raise elastic.ETRInputError(
+            f"the etr loss is not finite (loss_agg_mode={loss_agg_mode!r}, no valid token, global batch info="
+            f"{dict(config.global_batch_info)}): an all-empty response mask with a locally normalised aggregation "
+            "divides by zero; inside verl's trainer the global batch size/token count is set and empty micro-batches "
+            "contribute 0."
+        )
     raise elastic.ETRInputError(
-        f"the etr loss is not finite (loss_agg_mode={loss_agg_mode!r}, valid tokens={int(response_mask.sum())}, "
-        f"global batch info={dict(config.global_batch_info)}). An all-empty response mask with a locally "
-        "normalised aggregation divides by zero; inside verl's trainer the global batch size/token count is set "
-        "and empty micro-batches contribute 0."
+        f"the etr loss is not finite (loss_agg_mode={loss_agg_mode!r}, {n_valid} valid tokens, global batch info="
+        f"{dict(config.global_batch_info)}) although log-probs, advantages and weights are finite at valid tokens: "
+        "check the global batch info (batch_num_tokens, global_batch_size, loss_scale_factor)."
     )
 
 
