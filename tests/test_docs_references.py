@@ -1,0 +1,89 @@
+"""Every file, module and object the documentation and the docstrings name exists in this repository: nothing
+points outside it or at something renamed away."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "etr_verl").rglob("*.py"),
+                  *(ROOT / "recipes").rglob("*.py"), *(ROOT / "recipes").rglob("*.sh"),
+                  *(ROOT / "benchmarks").glob("*.py"), *(ROOT / "scripts").glob("*.py"), ROOT / "Makefile",
+                  *(ROOT / "docker").glob("*")])
+TOP_DIRS = ("etr_verl", "docs", "tests", "recipes", "benchmarks", "scripts", "docker", "requirements", ".ci")
+PATH = re.compile(r"(?<![\w./-])((?:%s)/[^\s`'\"),;\]]+)" % "|".join(re.escape(d) for d in TOP_DIRS))
+MARKDOWN_LINK = re.compile(r"\]\((?!https?://|#)([^)#\s]+)")
+MODULE = re.compile(r"(?<![\w./])(etr_verl(?:\.\w+)+)")
+GENERATED = ("outputs/", "docs/learning/")  # written by runs; checked by the runs' own tests
+
+
+def _references(pattern: re.Pattern) -> list[tuple[str, str]]:
+    found = []
+    for source in SOURCES:
+        if source.is_file():
+            text = source.read_text(errors="replace")
+            found += [(str(source.relative_to(ROOT)), m.group(1)) for m in pattern.finditer(text)]
+    return found
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a name below a module that is not a package: an attribute, not a module
+        return False
+
+
+def test_the_scan_sees_references():
+    assert len(_references(PATH)) > 50 and len(_references(MODULE)) > 50
+
+
+def test_every_named_path_exists():
+    missing = []
+    for source, ref in _references(PATH):
+        ref = ref.rstrip(".:")
+        if ref.startswith(GENERATED) or any(c in ref for c in "*<>{}$%"):
+            continue
+        if not (ROOT / ref).exists():
+            missing.append(f"{source}: {ref}")
+    assert not missing, "\n".join(missing)
+
+
+def test_every_markdown_link_resolves():
+    missing = []
+    for source, ref in _references(MARKDOWN_LINK):
+        if not (ROOT / source).parent.joinpath(ref).exists():
+            missing.append(f"{source}: {ref}")
+    assert not missing, "\n".join(missing)
+
+
+def test_every_named_module_and_object_exists():
+    missing = []
+    for source, ref in sorted(set(_references(MODULE))):
+        parts = ref.rstrip(".").split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable prefix, then attributes
+            module_name = ".".join(parts[:cut])
+            if _is_module(module_name):
+                break
+        else:
+            missing.append(f"{source}: {ref}")
+            continue
+        if parts[cut:] and parts[cut:][0] in ("py", "yaml", "md"):
+            continue  # a file name such as etr_verl.py is a path, checked above
+        target = importlib.import_module(module_name)
+        for attribute in parts[cut:]:
+            if not hasattr(target, attribute):
+                missing.append(f"{source}: {ref}")
+                break
+            target = getattr(target, attribute)
+    assert not missing, "\n".join(missing)
+
+
+@pytest.mark.parametrize("name", ["ETR_SPEC.md", "VERL_NOTES.md", "VERL_VERSIONS.md", "../shared"])
+def test_nothing_points_outside_the_repository(name):
+    offenders = [str(s.relative_to(ROOT)) for s in SOURCES if s.is_file() and name in s.read_text(errors="replace")]
+    assert not offenders, offenders
