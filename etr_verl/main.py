@@ -34,6 +34,13 @@ class OnPolicyClipWarning(UserWarning):
     """Every PPO update is on-policy: no clip bound (static or elastic) can bind."""
 
 
+class AdvantageScaleWarning(UserWarning):
+    """ETR's micro level meets advantages of another scale than GRPO's std-normalised ones."""
+
+
+GRPO_SCALE_ESTIMATORS = ("etr_grpo", "grpo", "grpo_vectorized")
+
+
 def local_backend_env(config: DictConfig) -> dict[str, str]:
     """Environment variables the local CPU backend needs in this process too (Ray inherits them)."""
     env_vars = OmegaConf.select(config, "ray_kwargs.ray_init.runtime_env.env_vars", default=None) or {}
@@ -74,6 +81,12 @@ def validate(config: DictConfig) -> None:
 
     check_trainer_mode(config)
     actor_config = omega_conf_to_dataclass(config.actor_rollout_ref.actor)  # ETR keys: range checks, typos
+    clip_ratio_c = actor_config.get("clip_ratio_c", 3.0)
+    if clip_ratio_c is not None and not clip_ratio_c > 1.0:  # verl's losses assert it at the first update
+        raise ValueError(
+            f"actor_rollout_ref.actor.clip_ratio_c={clip_ratio_c!r}: the dual-clip bound must be > 1 (verl's "
+            "default is 3.0)."
+        )
     EtrAlgorithmConfig.from_algorithm_config(config.algorithm)
     policy_loss = actor_config.policy_loss
     if policy_loss.loss_mode == LOSS_MODE:
@@ -113,6 +126,7 @@ def check_etr_setup(config: DictConfig, actor_config: Any, policy_loss: Any) -> 
     eps_high = actor_config.clip_ratio_high if actor_config.clip_ratio_high is not None else actor_config.clip_ratio
     validate_clip_range(eps_low, eps_high, policy_loss.etr_factor_max, prefix="policy_loss.etr_")
     refuse_distillation(config)
+    warn_about_advantage_scale(config, policy_loss)
     if not policy_loss.coefficients.macro_on:
         return
     group_size = config.actor_rollout_ref.rollout.n
@@ -140,6 +154,26 @@ def check_etr_setup(config: DictConfig, actor_config: Any, policy_loss: Any) -> 
                 "etr_macro_source=advantages."
             )
         check_macro_channel_is_free(config)
+
+
+def warn_about_advantage_scale(config: DictConfig, policy_loss: Any) -> None:
+    """ETR's defaults assume GRPO's std-normalised advantages (``|A_i|`` around 1); say what changes otherwise."""
+    if not policy_loss.coefficients.micro_on:
+        return
+    estimator = config.algorithm.adv_estimator
+    if estimator not in GRPO_SCALE_ESTIMATORS:
+        warnings.warn(
+            f"loss_mode=etr with algorithm.adv_estimator={estimator}: ETR's micro level scales each response's clip "
+            "range with |A_i|, and its defaults assume GRPO's std-normalised advantages (|A_i| around 1). Other "
+            "estimators' advantages have other scales, so many factors may sit at etr_factor_min/max. Watch "
+            "actor/etr/share_at_factor_floor, or set etr_adv_min/etr_adv_max/etr_alpha for this estimator.",
+            AdvantageScaleWarning, stacklevel=2)
+    elif not config.algorithm.get("norm_adv_by_std_in_grpo", True):
+        warnings.warn(
+            "loss_mode=etr with algorithm.norm_adv_by_std_in_grpo=false (Dr.GRPO): |A_i| = |r_i - mean_g| is at most "
+            "the reward range, not std-normalised, so the micro factor is smaller than with GRPO (more responses at "
+            "etr_factor_min), and the macro fallback (etr_macro_source=advantages) cannot recover pass rates.",
+            AdvantageScaleWarning, stacklevel=2)
 
 
 def check_macro_channel_is_free(config: DictConfig) -> None:

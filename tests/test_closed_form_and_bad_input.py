@@ -194,3 +194,12 @@ def test_a_non_finite_macro_signal_is_named_as_such():
     batch = TensorDict({"returns": torch.tensor([[0.5, 0.5], [math.nan, 0.0]])}, batch_size=[2])
     with pytest.raises(elastic.ETRInputError, match="macro signal, v_g / v_max\\) holds NaN/inf"):
         macro_channel.read(batch)
+
+
+def test_a_nan_score_in_a_padding_row_does_not_reach_its_group():
+    """verl's padding samples (empty mask) may carry anything; their group's variance must not turn NaN."""
+    scores = torch.tensor([1.0, 0.0, 1.0, math.nan])
+    groups = torch.tensor([0, 0, 0, 0])
+    valid = torch.tensor([True, True, True, False])
+    ratio = elastic.group_variance_ratio(scores, groups, valid)
+    torch.testing.assert_close(ratio, torch.tensor([8 / 9, 8 / 9, 8 / 9, 0.0]))

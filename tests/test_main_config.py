@@ -210,3 +210,33 @@ def test_null_clip_ratio_low_falls_back_to_clip_ratio_as_in_verl():
                                                    "actor_rollout_ref.actor.clip_ratio=0.6"])
     with pytest.raises(ValueError, match="clip_ratio_low \\* policy_loss.etr_factor_max = 0.6"):
         validate(too_wide)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["algorithm.adv_estimator=rloo"], "adv_estimator=rloo"),
+    (["algorithm.norm_adv_by_std_in_grpo=false"], "Dr.GRPO"),
+])
+def test_estimators_of_another_advantage_scale_are_warned_about(overrides, message):
+    from etr_verl.main import AdvantageScaleWarning
+
+    config = _compose(_demo_overrides("etr") + ["actor_rollout_ref.actor.policy_loss.etr_macro_source=auto",
+                                                 *overrides])
+    with pytest.warns(AdvantageScaleWarning, match=message):
+        validate(config)
+
+
+def test_dual_clip_at_or_below_one_fails_before_ray():
+    with pytest.raises(ValueError, match="clip_ratio_c=1.0: the dual-clip bound must be > 1"):
+        validate(_compose(_demo_overrides("grpo") + ["actor_rollout_ref.actor.clip_ratio_c=1.0"]))
+
+
+def test_yaml_infinity_on_the_command_line_is_a_number():
+    from verl.utils.config import omega_conf_to_dataclass
+
+    config = _compose(_demo_overrides("etr") + ["actor_rollout_ref.actor.policy_loss.etr_adv_max=.inf"])
+    assert omega_conf_to_dataclass(config.actor_rollout_ref.actor).policy_loss.etr_adv_max == float("inf")
+
+
+@pytest.mark.skipif(not LOCAL_CPU_BACKEND, reason="the local CPU backend needs verl >= 0.9.0")
+def test_local_backend_logs_to_console_and_file_only():
+    assert list(_compose(["backend=local_cpu"]).trainer.logger) == ["console", "file"]

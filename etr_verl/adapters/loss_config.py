@@ -29,6 +29,19 @@ from verl.workers.config import PolicyLossConfig
 from etr_verl.elastic import MACRO_SOURCES, ElasticityCoefficients, ETRInputError, validate_coefficients
 
 POLICY_LOSS_TARGET = "etr_verl.config.EtrPolicyLossConfig"
+COEFFICIENT_FIELDS = ("etr_alpha", "etr_beta", "etr_adv_min", "etr_adv_max", "etr_factor_min", "etr_factor_max")
+
+
+def yaml_float(text: str, key: str) -> float:
+    """A number written as YAML writes it (``.inf``, ``-.inf``, ``1e-3``), or :class:`ETRInputError` naming ``key``."""
+    cleaned = text.strip().lower()
+    special = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
+    if cleaned in special:
+        return special[cleaned]
+    try:
+        return float(cleaned)
+    except ValueError:
+        raise ETRInputError(f"{key}={text!r} is not a number (YAML spells infinity .inf).") from None
 LOSS_MODE = "etr"
 
 
@@ -67,6 +80,10 @@ class EtrPolicyLossConfig(PolicyLossConfig):
     etr_macro_source: str = "auto"
 
     def __post_init__(self) -> None:
+        for name in COEFFICIENT_FIELDS:  # Hydra's command line hands YAML's `.inf` over as the string ".inf"
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, yaml_float(value, f"actor_rollout_ref.actor.policy_loss.{name}"))
         validate_coefficients(
             self.etr_alpha,
             self.etr_beta,
