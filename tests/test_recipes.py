@@ -146,3 +146,19 @@ def test_eval_dry_run_merges_verl_checkpoints_and_validates_only(tmp_path):
     assert f"actor_rollout_ref.model.path={checkpoint}/actor/huggingface_merged" in argv
     assert argv[-1] == "trainer.val_only=true"
     run(compose_trainer(argv), dry_run=True)
+
+
+@pytest.mark.parametrize("ckpt", ["{tmp}/global_step_5_typo", "./ckpts/global_step_3", "{tmp}/no/such/model"])
+def test_eval_with_a_missing_local_checkpoint_fails_at_once_and_writes_nothing(tmp_path, ckpt):
+    ckpt = ckpt.format(tmp=tmp_path)
+    result = subprocess.run(["bash", str(RECIPES / "eval" / "evaluate_checkpoint.sh")],
+                            env=recipe_env(DRY_RUN="1", CKPT=ckpt, PYTHON="/nonexistent/python"),
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and f"CKPT={ckpt} does not exist" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "the dry run created files"
+
+
+def test_eval_dry_run_of_a_hub_model_writes_nothing(tmp_path):
+    argv = recorded_arguments(tmp_path, RECIPES / "eval" / "evaluate_checkpoint.sh", CKPT="Qwen/Qwen2.5-Math-7B")
+    assert "actor_rollout_ref.model.path=Qwen/Qwen2.5-Math-7B" in argv
+    assert not (tmp_path / "Qwen").exists() and not Path("Qwen").exists()

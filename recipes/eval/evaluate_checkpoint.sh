@@ -12,6 +12,14 @@
 set -euo pipefail
 
 CKPT=${CKPT:?set CKPT to a verl checkpoint (.../global_step_N) or a Hugging Face model path}
+# a local path must exist; anything else must look like a Hugging Face id (org/name), so a typo fails here
+if [[ ! -e "$CKPT" ]]; then
+  if [[ "$CKPT" == /* || "$CKPT" == .* || "$CKPT" == "~"* || "$CKPT" == */*/* || "$CKPT" == *global_step* ]]; then
+    echo "[etr-eval] CKPT=$CKPT does not exist: give an existing checkpoint (.../global_step_N) or model directory," \
+      "or a Hugging Face model id (org/name)" >&2
+    exit 2
+  fi
+fi
 PYTHON=${PYTHON:-python3}
 DATA_DIR=${DATA_DIR:-$HOME/data/etr}
 TEST_FILE=${TEST_FILE:-[$DATA_DIR/aime24.parquet,$DATA_DIR/aime25.parquet,$DATA_DIR/math500.parquet]}
@@ -66,7 +74,7 @@ LOGGER=console,file
 
 # shellcheck source=recipes/common/launch.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common/launch.sh"
-mkdir -p "$EVAL_DIR"
+[[ "$dry_run" == 1 ]] || mkdir -p "$EVAL_DIR"  # a dry run writes nothing
 export VERL_FILE_LOGGER_PATH="$EVAL_DIR/metrics.jsonl"
 unset RAY_ADDRESS  # evaluation runs here; ray.init() joins a cluster started on this node, if there is one
 etr_run_recipe trainer.val_only=true "$@"
