@@ -469,7 +469,7 @@ def log_ratio_checksum(log_ratio: torch.Tensor) -> torch.Tensor:
     Built from what the loss computes anyway, with no pass of its own over the mask: ``log_ratio =
     log pi - log pi_old`` (before the clamp, which would hide an infinite log-prob) is NaN/inf where either
     log-prob is. It is summed over *every* token, so a NaN in padding (or an overflowing sum) also makes it
-    non-finite: the caller then runs the exact, masked :func:`non_finite_inputs` and raises only if that names an
+    non-finite: the caller then runs the exact, masked :func:`non_finite_counts` and acts only if that names an
     input. (Advantages are screened by their per-response ``|A_i|``, which is already masked.)
 
     Args:
@@ -479,10 +479,14 @@ def log_ratio_checksum(log_ratio: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def non_finite_inputs(
-    old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor
-) -> list[str]:
-    """Names of the inputs holding NaN/inf at a valid token."""
+def non_finite_counts(named: dict[str, Optional[torch.Tensor]], response_mask: torch.Tensor) -> dict[str, int]:
+    """For each ``(bs, T)`` tensor in ``named`` (None skipped): how many valid tokens hold NaN/inf; only the
+    inputs with at least one."""
     mask = response_mask.bool()
-    named = {"old_log_prob": old_log_prob, "log_prob": log_prob, "advantages": advantages}
-    return [name for name, t in named.items() if bool((~torch.isfinite(t.detach()) & mask).any())]
+    counts = {}
+    for name, tensor in named.items():
+        if tensor is not None:
+            count = int((~torch.isfinite(tensor.detach()) & mask).sum())
+            if count:
+                counts[name] = count
+    return counts

@@ -61,11 +61,64 @@ def _etr_loss(batch, config, ratio=None):
 
 @pytest.mark.parametrize("field", ["old_log_prob", "log_prob", "advantages"])
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-def test_non_finite_inputs_raise(field, bad):
+def test_non_finite_inputs_raise_when_asked_to(field, bad):
     batch = loss_batch(4, 5, torch.Generator().manual_seed(0))
     batch[field][1, 0] = bad
-    with pytest.raises(elastic.ETRInputError, match=field):
-        _etr_loss(batch, actor_config(etr_beta=0.0))
+    with pytest.raises(elastic.ETRInputError, match=f"{field}: 1 token"):
+        _etr_loss(batch, actor_config(etr_beta=0.0, etr_on_non_finite="raise"))
+
+
+@pytest.mark.parametrize("field", ["old_log_prob", "log_prob", "advantages", "rollout_is_weights"])
+def test_non_finite_inputs_skip_the_update_visibly_by_default(field, caplog):
+    """As verl does for vanilla: the loss is NaN, so verl's optimizer step (which drops an update whose gradient
+    norm is not finite) skips it; ETR adds the count as a metric and a warning. The run goes on."""
+    from etr_verl.adapters import policy_loss
+
+    policy_loss._non_finite_streak.clear()
+    batch = loss_batch(4, 5, torch.Generator().manual_seed(0))
+    batch[field][1, 0] = math.nan
+    batch["log_prob"].requires_grad_(True)
+    config = actor_config(etr_beta=0.0)
+    loss, metrics = compute_policy_loss_etr(batch["old_log_prob"], batch["log_prob"], batch["advantages"],
+                                            batch["response_mask"], config.loss_agg_mode, config,
+                                            rollout_is_weights=batch["rollout_is_weights"])
+    assert math.isnan(float(loss)) and metrics["actor/etr/non_finite_tokens"] == 1.0
+    (grad,) = torch.autograd.grad(loss, batch["log_prob"])
+    assert not bool(torch.isfinite(grad).all())  # verl's guard sees a non-finite gradient norm
+    assert f"{field}: 1 token(s)" in caplog.text and "skips this optimizer step" in caplog.text
+    clean, clean_metrics = _etr_loss(loss_batch(4, 5, torch.Generator().manual_seed(1)), config)
+    assert math.isfinite(float(clean)) and clean_metrics["actor/etr/non_finite_tokens"] == 0.0
+
+
+def test_too_many_consecutive_non_finite_micro_batches_are_fatal():
+    from etr_verl.adapters import policy_loss
+
+    policy_loss._non_finite_streak.clear()
+    config = actor_config(etr_beta=0.0, etr_max_consecutive_non_finite=2)
+
+    def bad_batch():
+        batch = loss_batch(4, 5, torch.Generator().manual_seed(0))
+        batch["advantages"][0, 0] = math.inf
+        return batch
+
+    _etr_loss(bad_batch(), config)
+    _etr_loss(loss_batch(4, 5, torch.Generator().manual_seed(1)), config)  # a clean one resets the streak
+    _etr_loss(bad_batch(), config)
+    _etr_loss(bad_batch(), config)
+    with pytest.raises(elastic.ETRInputError, match="3 consecutive micro-batches.*etr_max_consecutive_non_finite=2"):
+        _etr_loss(bad_batch(), config)
+    policy_loss._non_finite_streak.clear()
+
+
+def test_verls_optimizer_step_drops_an_update_whose_gradient_norm_is_not_finite():
+    """Canary for what etr_on_non_finite=skip_update relies on (as vanilla does): verl's FSDP engine skips the
+    optimizer step when the gradient norm is NaN/inf."""
+    import inspect
+
+    from verl.workers.engine.fsdp.transformer_impl import FSDPEngine
+
+    source = inspect.getsource(FSDPEngine.optimizer_step)
+    assert "isfinite(grad_norm)" in source and "zero_grad" in source
 
 
 @pytest.mark.parametrize("field,garbage", [("old_log_prob", math.nan), ("log_prob", -math.inf)])
@@ -172,8 +225,8 @@ def test_algorithm_block_rejects_unknown_and_bad_keys():
 def test_non_finite_rollout_is_weights_at_a_valid_token_are_named(bad):
     batch = loss_batch(4, 5, torch.Generator().manual_seed(0))
     batch["rollout_is_weights"][2, 0] = bad
-    config = actor_config(etr_beta=0.0)
-    with pytest.raises(elastic.ETRInputError, match="rollout_is_weights holds NaN/inf at 1 valid token"):
+    config = actor_config(etr_beta=0.0, etr_on_non_finite="raise")
+    with pytest.raises(elastic.ETRInputError, match="rollout_is_weights: 1 token"):
         compute_policy_loss_etr(batch["old_log_prob"], batch["log_prob"], batch["advantages"], batch["response_mask"],
                                 config.loss_agg_mode, config, rollout_is_weights=batch["rollout_is_weights"])
 

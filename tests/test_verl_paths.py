@@ -329,3 +329,20 @@ def test_hydra_out_of_range_key_names_the_value():
     cfg = _compose(HYDRA_ETR + ["actor_rollout_ref.actor.policy_loss.etr_beta=-2"])
     with pytest.raises(Exception, match=r"etr_beta=-2"):
         omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+
+
+def test_out_of_range_scores_mid_run_are_clamped_for_the_macro_signal_with_a_warning(caplog):
+    """An overlong penalty that first appears at step 900 (score -1.5 with reward_low=-1): the run goes on, the
+    macro signal stays in [0, 1] and the warning names the count; on_out_of_range=raise stops instead."""
+    scores = torch.tensor([1.0, -1.0, -1.5, 1.0])
+    gids = torch.zeros(4, dtype=torch.long)
+    algo = {"norm_adv_by_std_in_grpo": True, "etr": {"reward_low": -1.0, "reward_high": 1.0}}
+    data = compute_advantage(_padded_proto(scores, gids, [3, 3, 3, 3]), adv_estimator="etr_grpo", config=algo)
+    ratio = macro_channel.decode(data.batch["returns"])
+    assert torch.equal(ratio, elastic.group_variance_ratio(scores.clamp(-1, 1), gids, reward_low=-1.0))
+    assert "1 of 4 outcome scores lie outside" in caplog.text
+    grpo = compute_advantage(_padded_proto(scores, gids, [3, 3, 3, 3]), adv_estimator="grpo_vectorized")
+    assert torch.equal(data.batch["advantages"], grpo.batch["advantages"])  # advantages untouched
+    strict = {**algo, "etr": {**algo["etr"], "on_out_of_range": "raise"}}
+    with pytest.raises(elastic.ETRInputError, match="reward_low / reward_high"):
+        compute_advantage(_padded_proto(scores, gids, [3, 3, 3, 3]), adv_estimator="etr_grpo", config=strict)

@@ -10,6 +10,7 @@ response.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional
 
 import numpy as np
@@ -19,6 +20,8 @@ from verl.trainer.ppo.core_algos import compute_grpo_vectorized_outcome_advantag
 from etr_verl.adapters import macro_channel
 from etr_verl.adapters.loss_config import EtrAlgorithmConfig
 from etr_verl.elastic import ETRInputError, group_variance_ratio, response_has_tokens
+
+logger = logging.getLogger(__name__)
 
 ADV_ESTIMATOR = "etr_grpo"
 
@@ -71,12 +74,29 @@ def compute_etr_grpo_advantage(
         config=config,
     )
     etr = EtrAlgorithmConfig.from_algorithm_config(config)
+    valid = response_has_tokens(response_mask)
+    if etr.on_out_of_range == "clamp":
+        scores = _clamped_into_range(scores, valid, etr.reward_low, etr.reward_high)
     # a group of one response has variance 0 here; macro elasticity with rollout.n=1 is refused before Ray starts
     variance_ratio = group_variance_ratio(
-        scores, group_index(index), response_has_tokens(response_mask), etr.reward_low, etr.reward_high,
-        require_group_size_above_one=False,
+        scores, group_index(index), valid, etr.reward_low, etr.reward_high, require_group_size_above_one=False,
     )
     return advantages, macro_channel.encode(variance_ratio, response_mask)
+
+
+def _clamped_into_range(scores: torch.Tensor, valid: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """``(bs,)`` scores clamped into ``[low, high]`` for the macro signal, with a warning naming how many of the
+    valid responses were outside (``algorithm.etr.on_out_of_range=clamp``)."""
+    outside = valid & ((scores < low) | (scores > high))
+    count = int(outside.sum())
+    if count:
+        logger.warning(
+            "ETR: %d of %d outcome scores lie outside algorithm.etr [reward_low, reward_high] = [%g, %g] (seen: "
+            "[%g, %g]); the macro signal uses them clamped into the range, the advantages are unchanged. Set "
+            "reward_low/reward_high to your reward's range (or algorithm.etr.on_out_of_range=raise to stop).",
+            count, int(valid.sum()), low, high, float(scores[outside].min()), float(scores[outside].max()),
+        )
+    return scores.clamp(min=low, max=high)
 
 
 def check_group_ids(index: Any, batch_size: int) -> None:

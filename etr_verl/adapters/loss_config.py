@@ -29,6 +29,7 @@ from verl.workers.config import PolicyLossConfig
 from etr_verl.elastic import MACRO_SOURCES, ElasticityCoefficients, ETRInputError, validate_coefficients
 
 POLICY_LOSS_TARGET = "etr_verl.config.EtrPolicyLossConfig"
+NON_FINITE_POLICIES = ("skip_update", "raise")
 COEFFICIENT_FIELDS = ("etr_alpha", "etr_beta", "etr_adv_min", "etr_adv_max", "etr_factor_min", "etr_factor_max")
 
 
@@ -68,6 +69,14 @@ class EtrPolicyLossConfig(PolicyLossConfig):
             that assumption does not hold (stock ``verl.trainer.main_ppo``). ``auto`` (default): ``python -m
             etr_verl.main`` resolves it before Ray starts, to ``driver`` with ``etr_grpo`` and to ``advantages``
             otherwise; elsewhere it means ``advantages``.
+        etr_on_non_finite (str): what a micro-batch with NaN/inf log-probs, advantages or rollout IS weights at
+            valid tokens does (this project; verl's own losses produce a NaN loss there, and verl's optimizer step
+            then skips the update). ``skip_update`` (default): the same — the loss is NaN, verl skips that
+            optimizer step — plus ``actor/etr/non_finite_tokens`` and a warning with the counts. ``raise``: stop
+            at the first (debugging).
+        etr_max_consecutive_non_finite (int): with ``skip_update``, this many consecutive micro-batches with
+            NaN/inf in one worker are tolerated; the next raises (a run whose every update is skipped is dead).
+            Default 8, ``>= 0``.
     """
 
     loss_mode: str = LOSS_MODE
@@ -78,6 +87,8 @@ class EtrPolicyLossConfig(PolicyLossConfig):
     etr_factor_min: float = 0.5
     etr_factor_max: float = 2.0
     etr_macro_source: str = "auto"
+    etr_on_non_finite: str = "skip_update"
+    etr_max_consecutive_non_finite: int = 8
 
     def __post_init__(self) -> None:
         for name in COEFFICIENT_FIELDS:  # Hydra's command line hands YAML's `.inf` over as the string ".inf"
@@ -93,6 +104,16 @@ class EtrPolicyLossConfig(PolicyLossConfig):
             self.etr_factor_max,
             prefix="actor_rollout_ref.actor.policy_loss.etr_",
         )
+        if self.etr_on_non_finite not in NON_FINITE_POLICIES:
+            raise ETRInputError(
+                f"actor_rollout_ref.actor.policy_loss.etr_on_non_finite={self.etr_on_non_finite!r} is not one of "
+                f"{NON_FINITE_POLICIES}."
+            )
+        limit = self.etr_max_consecutive_non_finite
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ETRInputError(
+                f"actor_rollout_ref.actor.policy_loss.etr_max_consecutive_non_finite={limit!r} must be an integer >= 0."
+            )
         if self.etr_macro_source not in MACRO_SOURCES:
             raise ETRInputError(
                 f"actor_rollout_ref.actor.policy_loss.etr_macro_source={self.etr_macro_source!r} is not one of "
@@ -136,16 +157,24 @@ class EtrAlgorithmConfig:
         reward_low (float): lowest outcome score the reward function returns. Default 0.0 (0/1 graders such as
             verl's ``gsm8k``/``math``); ``-1.0`` for ``math_dapo`` (DAPO's overlong penalty can go lower).
         reward_high (float): highest outcome score. Default 1.0.
+        on_out_of_range (str): an outcome score outside ``[reward_low, reward_high]`` met mid-run (a penalty that
+            first appears at step 900, say). ``clamp`` (default): the macro signal is computed from the scores
+            clamped into the range (the advantages are not touched), with a warning naming the count; the run
+            goes on. ``raise``: stop with the fix named.
     """
 
     reward_low: float = 0.0
     reward_high: float = 1.0
+    on_out_of_range: str = "clamp"
 
     def __post_init__(self) -> None:
         for name in ("reward_low", "reward_high"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value)):
                 raise ETRInputError(f"algorithm.etr.{name}={value!r} must be a finite number.")
+        if self.on_out_of_range not in ("clamp", "raise"):
+            raise ETRInputError(f"algorithm.etr.on_out_of_range={self.on_out_of_range!r} is not one of "
+                                "('clamp', 'raise').")
         if not self.reward_high > self.reward_low:
             raise ETRInputError(
                 f"algorithm.etr.reward_high={self.reward_high!r} must be > algorithm.etr.reward_low="
@@ -163,7 +192,17 @@ class EtrAlgorithmConfig:
         unknown = sorted(set(values) - allowed)
         if unknown:
             raise ETRInputError(f"algorithm.etr has unknown key(s) {unknown}; known keys: {sorted(allowed)}.")
-        return cls(**{k: float(v) for k, v in values.items()})
+        numbers = {"reward_low", "reward_high"}
+        return cls(**{k: (_number(v, f"algorithm.etr.{k}") if k in numbers else v) for k, v in values.items()})
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, str):
+        return yaml_float(value, key)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ETRInputError(f"{key}={value!r} must be a finite number.") from None
 
 
 def _keys(obj: Any) -> list[str]:

@@ -103,14 +103,17 @@ def compute_policy_loss_etr(
     inputs_finite = math.isfinite(summary.log_ratio_checksum) and all(
         map(math.isfinite, summary.per_response["adv_magnitude"])
     )
-    bad = [] if inputs_finite else elastic.non_finite_inputs(old_log_prob, log_prob, advantages, response_mask)
-    if bad:
-        raise elastic.ETRInputError(
-            f"NaN/inf at valid response tokens in {bad}: the etr loss refuses to produce a NaN loss. Check the "
-            "reward/advantage pipeline (advantages) or the rollout/actor numerics (log-probs)."
-        )
-    if not math.isfinite(summary.loss):
-        _raise_non_finite_loss(response_mask, loss_agg_mode, config, rollout_is_weights)
+    non_finite = {}
+    if not (inputs_finite and math.isfinite(summary.loss)):
+        non_finite = elastic.non_finite_counts(
+            {"old_log_prob": old_log_prob, "log_prob": log_prob, "advantages": advantages,
+             "rollout_is_weights": rollout_is_weights}, response_mask)
+        if not non_finite and not math.isfinite(summary.loss):
+            _raise_non_finite_loss(response_mask, loss_agg_mode, config)
+    if non_finite:
+        pg_loss = _on_non_finite_inputs(etr, non_finite, pg_loss)
+    else:
+        _non_finite_streak.clear()
     metrics = dict(summary.verl_metrics)
     metrics.update(etr_metrics(
         factor=summary.per_response["factor"], valid=summary.per_response["valid"],
@@ -120,7 +123,39 @@ def compute_policy_loss_etr(
     ))
     if variance_ratio is not None:
         metrics["actor/etr/macro_from_driver"] = float(from_driver)
+    metrics["actor/etr/non_finite_tokens"] = float(sum(non_finite.values()))
     return pg_loss, metrics
+
+
+_non_finite_streak: list[int] = []
+"""Token counts of the consecutive micro-batches (in this worker) whose inputs held NaN/inf at valid tokens."""
+
+
+def _on_non_finite_inputs(etr: Any, counts: dict[str, int], pg_loss: torch.Tensor) -> torch.Tensor:
+    """NaN/inf at valid tokens (``counts``: tokens per input). ``etr_on_non_finite=raise``, or more than
+    ``etr_max_consecutive_non_finite`` such micro-batches in a row: raise. Otherwise (``skip_update``) log it loudly
+    and return a NaN loss, so that verl's optimizer step skips this update exactly as it does for ``vanilla`` (its
+    engines drop an update whose gradient norm is not finite): never a NaN update, and the run goes on."""
+    _non_finite_streak.append(sum(counts.values()))
+    where = ", ".join(f"{name}: {n} token(s)" for name, n in counts.items())
+    hint = ("Check the reward/advantage pipeline (advantages), the rollout correction (rollout_is_weights) or the "
+            "rollout/actor numerics (log-probs).")
+    if etr.etr_on_non_finite == "raise":
+        raise elastic.ETRInputError(f"NaN/inf at valid response tokens ({where}); policy_loss.etr_on_non_finite="
+                                    f"raise. {hint}")
+    if len(_non_finite_streak) > etr.etr_max_consecutive_non_finite:
+        raise elastic.ETRInputError(
+            f"NaN/inf at valid response tokens in {len(_non_finite_streak)} consecutive micro-batches (now: {where}), "
+            f"more than policy_loss.etr_max_consecutive_non_finite={etr.etr_max_consecutive_non_finite}: every "
+            f"update is being skipped. {hint}"
+        )
+    logger.warning(
+        "ETR: NaN/inf at valid response tokens (%s). This micro-batch's loss is set to NaN, so verl skips this "
+        "optimizer step (as for vanilla: 'grad_norm is not finite'); %d consecutive, fatal after %d "
+        "(policy_loss.etr_max_consecutive_non_finite; etr_on_non_finite=raise stops at the first). %s",
+        where, len(_non_finite_streak), etr.etr_max_consecutive_non_finite, hint,
+    )
+    return pg_loss * float("nan")  # keeps the graph and makes the gradient NaN: verl's guard drops the update
 
 
 @dataclass
@@ -276,18 +311,9 @@ def etr_metrics(
     return metrics
 
 
-def _raise_non_finite_loss(
-    response_mask: torch.Tensor, loss_agg_mode: str, config: Any, rollout_is_weights: Optional[torch.Tensor]
-) -> None:
-    """The loss is NaN/inf although log-probs and advantages are finite at valid tokens: name the cause."""
-    valid = response_mask.bool()
-    if rollout_is_weights is not None and bool((~torch.isfinite(rollout_is_weights) & valid).any()):
-        bad = int((~torch.isfinite(rollout_is_weights) & valid).sum())
-        raise elastic.ETRInputError(
-            f"rollout_is_weights holds NaN/inf at {bad} valid token(s): the etr loss refuses to produce a NaN loss. "
-            "Check the rollout correction (algorithm.rollout_correction) and the rollout log-probs it is computed from."
-        )
-    n_valid = int(valid.sum())
+def _raise_non_finite_loss(response_mask: torch.Tensor, loss_agg_mode: str, config: Any) -> None:
+    """The loss is NaN/inf although every input is finite at valid tokens: a configuration error; name it."""
+    n_valid = int(response_mask.bool().sum())
     if n_valid == 0:
         raise elastic.ETRInputError(
             f"the etr loss is not finite (loss_agg_mode={loss_agg_mode!r}, no valid token, global batch info="
