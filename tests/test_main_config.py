@@ -240,3 +240,18 @@ def test_yaml_infinity_on_the_command_line_is_a_number():
 @pytest.mark.skipif(not LOCAL_CPU_BACKEND, reason="the local CPU backend needs verl >= 0.9.0")
 def test_local_backend_logs_to_console_and_file_only():
     assert list(_compose(["backend=local_cpu"]).trainer.logger) == ["console", "file"]
+
+
+def test_the_readme_first_run_example_passes_its_dry_run(tmp_path):
+    """The README's first `python -m etr_verl.main` example, run as written, in a user's environment."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (block,) = re.findall(r"```bash\n(python -m etr_verl\.main --dry-run algo=etr.*?)```", readme, re.S)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    result = subprocess.run(["bash", "-c", block.replace("python ", f"{sys.executable} ", 1)], capture_output=True,
+                            text=True, timeout=300, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "passed every driver-side check" in result.stdout
