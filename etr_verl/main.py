@@ -2,11 +2,10 @@
 
 The primary config ``etr_verl/hydra_configs/etr_trainer.yaml`` extends verl's ``ppo_trainer`` with an algorithm
 preset (``algo=grpo|dapo|etr|etr_micro|etr_macro``) and a backend (``backend=gpu|local_cpu``). Everything is
-validated here, in the driver, before Ray starts: ETR's keys (built through verl's own config dataclasses),
-the trainer mode, the set-ups ETR's exact macro signal cannot serve, verl's ``validate_config``, and the on-policy
-trap. Then verl's own ``run_ppo`` runs verl's own trainer — the legacy ``RayPPOTrainer`` with
-``trainer.use_v1=false``, else the V1 trainer in the user's ``trainer.v1.trainer_mode`` — through a task runner
-that installs ETR's loss function (:mod:`etr_verl.adapters.task_runners`).
+validated in the driver, before Ray starts (:mod:`etr_verl.validation`). Then verl's own ``run_ppo`` runs verl's
+own trainer — the legacy ``RayPPOTrainer`` with ``trainer.use_v1=false``, else the V1 trainer in the user's
+``trainer.v1.trainer_mode`` — through a task runner that installs ETR's loss function
+(:mod:`etr_verl.adapters.task_runners`).
 
 ``--dry-run`` (anywhere on the command line) composes, validates and prints the fully resolved config as YAML,
 then exits without starting Ray: ``python -m etr_verl.main --dry-run algo=etr data.train_files=...``.
@@ -17,11 +16,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import warnings
-from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+
+from etr_verl.validation import validate
 
 logger = logging.getLogger(__name__)
 
@@ -30,167 +29,10 @@ RESOLVED_CONFIG_MARKER = "# ---- etr-verl resolved config (YAML) ----"
 _dry_run = False  # set by entry() from the command line, before Hydra parses the rest
 
 
-class OnPolicyClipWarning(UserWarning):
-    """Every PPO update is on-policy: no clip bound (static or elastic) can bind."""
-
-
-class AdvantageScaleWarning(UserWarning):
-    """ETR's micro level meets advantages of another scale than GRPO's std-normalised ones."""
-
-
-GRPO_SCALE_ESTIMATORS = ("etr_grpo", "grpo", "grpo_vectorized")
-
-
 def local_backend_env(config: DictConfig) -> dict[str, str]:
     """Environment variables the local CPU backend needs in this process too (Ray inherits them)."""
     env_vars = OmegaConf.select(config, "ray_kwargs.ray_init.runtime_env.env_vars", default=None) or {}
     return {str(k): str(v) for k, v in env_vars.items()} if env_vars.get("VERL_PLATFORM") == "cpu" else {}
-
-
-def check_clipping_can_bind(config: DictConfig) -> bool:
-    """Warn (loudly) when one mini-batch and one epoch make every update on-policy: the importance ratio is then
-    exactly 1 at every update, no clip bound binds, and ETR, GRPO and DAPO all compute the same update.
-    Returns True when clipping can bind."""
-    actor = config.actor_rollout_ref.actor
-    train_batch, mini_batch, epochs = config.data.train_batch_size, actor.ppo_mini_batch_size, actor.ppo_epochs
-    if train_batch <= mini_batch and epochs <= 1:
-        warnings.warn(
-            f"data.train_batch_size={train_batch} <= actor_rollout_ref.actor.ppo_mini_batch_size={mini_batch} with "
-            f"ppo_epochs={epochs}: every update is on-policy (ratio = 1), so no clip bound ever binds and ETR "
-            "equals GRPO. Use several mini-batches per step (ppo_mini_batch_size < train_batch_size) or "
-            "ppo_epochs > 1.",
-            OnPolicyClipWarning,
-            stacklevel=2,
-        )
-        return False
-    return True
-
-
-def validate(config: DictConfig) -> None:
-    """All of the driver-side checks, before any Ray process exists. Raises with the bad key named.
-
-    Resolves ``policy_loss.etr_macro_source=auto`` in ``config`` (to ``driver`` with ``etr_grpo``, else
-    ``advantages``), so the workers and the printed config say which path the run takes.
-    """
-    from verl.trainer.main_ppo import validate_config
-    from verl.trainer.ppo.utils import need_critic, need_reference_policy
-    from verl.utils.config import omega_conf_to_dataclass
-
-    import etr_verl.plugin  # noqa: F401  (registers ETR in the driver)
-    from etr_verl.config import LOSS_MODE, EtrAlgorithmConfig, EtrPolicyLossConfig
-
-    check_trainer_mode(config)
-    actor_config = omega_conf_to_dataclass(config.actor_rollout_ref.actor)  # ETR keys: range checks, typos
-    clip_ratio_c = actor_config.get("clip_ratio_c", 3.0)
-    if clip_ratio_c is not None and not clip_ratio_c > 1.0:  # verl's losses assert it at the first update
-        raise ValueError(
-            f"actor_rollout_ref.actor.clip_ratio_c={clip_ratio_c!r}: the dual-clip bound must be > 1 (verl's "
-            "default is 3.0)."
-        )
-    EtrAlgorithmConfig.from_algorithm_config(config.algorithm)
-    policy_loss = actor_config.policy_loss
-    if policy_loss.loss_mode == LOSS_MODE:
-        if not isinstance(policy_loss, EtrPolicyLossConfig):
-            raise ValueError(
-                "loss_mode=etr needs actor_rollout_ref.actor.policy_loss._target_=etr_verl.config.EtrPolicyLossConfig "
-                "in etr_verl.main (the algo=etr preset sets it)."
-            )
-        check_etr_setup(config, actor_config, policy_loss)
-    elif config.algorithm.adv_estimator == "etr_grpo":
-        check_macro_channel_is_free(config)
-    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
-    check_clipping_can_bind(config)
-
-
-def check_trainer_mode(config: DictConfig) -> None:
-    """``trainer.v1.trainer_mode`` names a registered V1 trainer (when the V1 trainer is used)."""
-    if not config.trainer.get("use_v1", False):
-        return
-    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
-
-    mode = config.trainer.v1.trainer_mode
-    if mode in TRAINER_REGISTRY:
-        return
-    hint = (" etr_sync no longer exists: ETR runs on verl's own trainers; use trainer.v1.trainer_mode=sync."
-            if mode == "etr_sync" else "")
-    known = sorted(TRAINER_REGISTRY)
-    raise ValueError(f"trainer.v1.trainer_mode={mode!r} is not one of verl's trainers {known}.{hint}")
-
-
-def check_etr_setup(config: DictConfig, actor_config: Any, policy_loss: Any) -> None:
-    """The set-ups the ``etr`` loss cannot serve, refused with the fix; ``etr_macro_source=auto`` resolved."""
-    from etr_verl.adapters.loss_function import refuse_distillation
-    from etr_verl.elastic import validate_clip_range
-
-    eps_low = actor_config.clip_ratio_low if actor_config.clip_ratio_low is not None else actor_config.clip_ratio
-    eps_high = actor_config.clip_ratio_high if actor_config.clip_ratio_high is not None else actor_config.clip_ratio
-    validate_clip_range(eps_low, eps_high, policy_loss.etr_factor_max, prefix="policy_loss.etr_")
-    refuse_distillation(config)
-    warn_about_advantage_scale(config, policy_loss)
-    if not policy_loss.coefficients.macro_on:
-        return
-    group_size = config.actor_rollout_ref.rollout.n
-    if group_size < 2:
-        raise ValueError(
-            f"actor_rollout_ref.rollout.n={group_size} with macro elasticity on (policy_loss.etr_beta="
-            f"{policy_loss.etr_beta}): the macro level needs the outcome variance of a group of responses. Sample "
-            "several responses per prompt (rollout.n > 1) or set policy_loss.etr_beta=0."
-        )
-    estimator = config.algorithm.adv_estimator
-    source = policy_loss.etr_macro_source
-    if source == "auto":
-        source = "driver" if estimator == "etr_grpo" else "advantages"
-        config.actor_rollout_ref.actor.policy_loss.etr_macro_source = source
-        if source == "advantages":
-            logger.warning(
-                "ETR: algorithm.adv_estimator=%s, so the macro signal is recovered from binary-reward advantages "
-                "(policy_loss.etr_macro_source=advantages). Use algorithm.adv_estimator=etr_grpo for the exact "
-                "signal.", estimator)
-    if source == "driver":
-        if estimator != "etr_grpo":
-            raise ValueError(
-                f"policy_loss.etr_macro_source=driver needs algorithm.adv_estimator=etr_grpo (it computes the macro "
-                f"signal from whole groups); found {estimator!r}. Set algorithm.adv_estimator=etr_grpo, or "
-                "etr_macro_source=advantages."
-            )
-        check_macro_channel_is_free(config)
-
-
-def warn_about_advantage_scale(config: DictConfig, policy_loss: Any) -> None:
-    """ETR's defaults assume GRPO's std-normalised advantages (``|A_i|`` around 1); say what changes otherwise."""
-    if not policy_loss.coefficients.micro_on:
-        return
-    estimator = config.algorithm.adv_estimator
-    if estimator not in GRPO_SCALE_ESTIMATORS:
-        warnings.warn(
-            f"loss_mode=etr with algorithm.adv_estimator={estimator}: ETR's micro level scales each response's clip "
-            "range with |A_i|, and its defaults assume GRPO's std-normalised advantages (|A_i| around 1). Other "
-            "estimators' advantages have other scales, so many factors may sit at etr_factor_min/max. Watch "
-            "actor/etr/share_at_factor_floor, or set etr_adv_min/etr_adv_max/etr_alpha for this estimator.",
-            AdvantageScaleWarning, stacklevel=2)
-    elif not config.algorithm.get("norm_adv_by_std_in_grpo", True):
-        warnings.warn(
-            "loss_mode=etr with algorithm.norm_adv_by_std_in_grpo=false (Dr.GRPO): |A_i| = |r_i - mean_g| is at most "
-            "the reward range, not std-normalised, so the micro factor is smaller than with GRPO (more responses at "
-            "etr_factor_min), and the macro fallback (etr_macro_source=advantages) cannot recover pass rates.",
-            AdvantageScaleWarning, stacklevel=2)
-
-
-def check_macro_channel_is_free(config: DictConfig) -> None:
-    """``etr_grpo`` writes the macro signal to the batch's ``returns`` (:mod:`etr_verl.adapters.macro_channel`):
-    refuse the set-ups that read ``returns`` as returns, or change the outcome scores it is computed from."""
-    from verl.trainer.ppo.utils import need_critic
-
-    if need_critic(config):
-        raise ValueError(
-            "algorithm.adv_estimator=etr_grpo carries ETR's macro signal in the batch's 'returns', which a critic "
-            "would be trained on. ETR is critic-free: set critic.enable=false."
-        )
-    if config.algorithm.get("use_kl_in_reward", False):
-        raise ValueError(
-            "algorithm.use_kl_in_reward=true with algorithm.adv_estimator=etr_grpo: the KL penalty would enter the "
-            "outcome scores the macro signal is computed from. Use actor_rollout_ref.actor.use_kl_loss=true instead."
-        )
 
 
 LOOPBACK_RAY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"

@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from etr_verl.demo.runner import trainer_overrides
-from etr_verl.main import OnPolicyClipWarning, check_clipping_can_bind, validate
+from etr_verl.validation import OnPolicyClipWarning, check_clipping_can_bind, validate
 
 PRESETS = ("grpo", "dapo", "etr", "etr_micro", "etr_macro")
 FAKE_TASK = {"train": "/nonexistent/train.parquet", "val": "/nonexistent/val.parquet", "model": "/nonexistent/model"}
@@ -217,7 +217,7 @@ def test_null_clip_ratio_low_falls_back_to_clip_ratio_as_in_verl():
     (["algorithm.norm_adv_by_std_in_grpo=false"], "Dr.GRPO"),
 ])
 def test_estimators_of_another_advantage_scale_are_warned_about(overrides, message):
-    from etr_verl.main import AdvantageScaleWarning
+    from etr_verl.validation import AdvantageScaleWarning
 
     config = _compose(_demo_overrides("etr") + ["actor_rollout_ref.actor.policy_loss.etr_macro_source=auto",
                                                  *overrides])
