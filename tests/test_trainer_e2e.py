@@ -100,6 +100,14 @@ def test_resume_from_checkpoint_continues_at_the_next_step(task, first_run):
     assert resumed[0]["actor/etr/macro_from_driver"] == 1.0
 
 
+def _is_primary_verl() -> bool:
+    import verl
+
+    from etr_verl.verl_support import PRIMARY_VERL_VERSION
+
+    return verl.__version__ == PRIMARY_VERL_VERSION
+
+
 def _legacy_trainer_runs_without_flash_attn() -> bool:
     """verl 0.9.0's legacy trainer unpads batches in the driver with flash-attn's ``unpad_input`` (0.9.1 added a
     pure-torch fallback); flash-attn needs CUDA, so that trainer cannot run on a CPU-only machine there."""
@@ -118,6 +126,8 @@ def _legacy_trainer_runs_without_flash_attn() -> bool:
         not _legacy_trainer_runs_without_flash_attn(),
         reason="this verl's legacy trainer needs flash-attn (CUDA) in the driver; verl 0.9.1 does not")),
     pytest.param(["trainer.v1.trainer_mode=colocate_async"], id="colocate_async"),
+    pytest.param(["trainer.v1.trainer_mode=sync"], id="sync", marks=pytest.mark.skipif(
+        _is_primary_verl(), reason="on the primary verl, test_etr_runs_in_the_workers runs the sync trainer")),
 ])
 def test_etr_is_exact_on_the_other_trainers(task, tmp_path, trainer):
     """One override switches verl's trainer; ETR's loss function is installed and the macro signal is exact there."""
