@@ -150,3 +150,18 @@ def test_bad_arguments_are_named(tmp_path, fixtures):
 def test_a_math_solution_without_a_boxed_answer_is_an_error():
     with pytest.raises(ValueError, match="no \\\\boxed"):
         prep.convert([{"problem": "p", "solution": "no box here"}], prep.SOURCES["math"])
+
+
+@pytest.mark.parametrize("name", ["dapo", "math"])
+def test_a_file_with_the_wrong_columns_is_named_without_a_traceback(tmp_path, name):
+    from verl.utils.reward_score import default_compute_score
+
+    if name == "dapo" and not default_compute_score("math_dapo", "$\\boxed{1}$", "1")["acc"]:
+        pytest.skip("this verl's math_dapo grader cannot read boxed answers: the script refuses before reading")
+    bad = tmp_path / f"{name}.parquet"
+    pd.DataFrame({"question_text": ["1+1?"], "solution_text": ["2"]}).to_parquet(bad)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path / "out"), "--offline", "--datasets", name,
+         "--local-path", f"{name}={bad}"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "question_text" in result.stderr and str(bad) in result.stderr

@@ -97,11 +97,15 @@ def read_hub(source: Source) -> list[dict]:
         ) from error
 
 
+class InputFileError(ValueError):
+    """A dataset whose rows lack the columns its conversion needs."""
+
+
 def field(row: dict, names: tuple[str, ...], source: Source):
     for name in names:
         if name in row and row[name] is not None:
             return row[name]
-    raise KeyError(f"{source.name}: a row has none of the columns {names}; columns present: {sorted(row)}")
+    raise InputFileError(f"{source.name}: a row has none of the columns {names}; columns present: {sorted(row)}")
 
 
 def boxed_answer(solution: str) -> str:
@@ -116,9 +120,16 @@ def boxed_answer(solution: str) -> str:
 
 def problem_and_answer(row: dict, source: Source) -> tuple[str, str]:
     if source.name == "dapo":
-        content = row["prompt"][0]["content"]
+        try:
+            content = field(row, ("prompt",), source)[0]["content"]
+            truth = field(row, ("reward_model",), source)["ground_truth"]
+        except (KeyError, IndexError, TypeError) as error:
+            raise InputFileError(
+                f"dapo: expected DAPO-Math-17k's columns prompt=[{{'content': ...}}] and reward_model="
+                f"{{'ground_truth': ...}}; this row has {sorted(row)} ({error!r})"
+            ) from None
         problem = content.removeprefix(DAPO_PREFIX).removesuffix(DAPO_SUFFIX)
-        return problem, str(row["reward_model"]["ground_truth"])
+        return problem, str(truth)
     problem = field(row, ("problem", "Problem", "question", "Question"), source)
     if source.name == "math":
         return problem, boxed_answer(field(row, ("solution",), source))
@@ -219,7 +230,10 @@ def main(argv: list[str] | None = None) -> None:
             "(recipes/REQUIRED_VERL.txt): pip install 'verl[verl-core]==0.9.1'."
         )
     for name in names:
-        prepare(name, args.out, local.get(name))
+        try:
+            prepare(name, args.out, local.get(name))
+        except InputFileError as error:
+            raise SystemExit(f"{error} (file: {local.get(name) or 'the hub'})") from None
 
 
 if __name__ == "__main__":
