@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 SHELL_SCRIPTS = sorted(RECIPES.rglob("*.sh"))
 VENV_BIN = Path(sys.executable).parent
+# the recipes' prepared data (empty files: a dry run only checks that a local run's inputs exist)
+DATA_DIR = Path(tempfile.mkdtemp(prefix="etr-recipe-data-"))
+for _name in ("dapo_train", "math_train", "aime24", "aime25", "math500"):
+    (DATA_DIR / f"{_name}.parquet").touch()
 # (model recipe, algorithm preset): the three models x GRPO / DAPO / ETR, plus the ablations for Qwen2.5-Math
 RECIPE_RUNS = [(model, algo) for model in ("qwen3_8b_base", "llama3_1_8b_instruct", "qwen2_5_math_7b")
                for algo in ("grpo", "dapo", "etr")]
@@ -28,7 +33,7 @@ RECIPE_RUNS += [("qwen2_5_math_7b", "etr_micro"), ("qwen2_5_math_7b", "etr_macro
 
 def recipe_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "WANDB_API_KEY", "DRY_RUN")}
-    env.update({"PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", "DATA_DIR": "/data/etr",
+    env.update({"PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", "DATA_DIR": str(DATA_DIR),
                 "HOME": "/home/user", **extra})
     return env
 
@@ -76,8 +81,8 @@ def test_every_recipe_composes_and_validates(tmp_path, model, algo, capsys):
     assert config.reward.reward_manager.name == "naive" and config.actor_rollout_ref.rollout.name == "vllm"
     assert config.algorithm.etr.reward_low == -1  # the default train set, DAPO-Math-17k, is graded -1/+1
     assert config.actor_rollout_ref.rollout.val_kwargs.n == 32
-    assert list(config.data.val_files) == ["/data/etr/aime24.parquet", "/data/etr/aime25.parquet",
-                                           "/data/etr/math500.parquet"]
+    assert list(config.data.val_files) == [f"{DATA_DIR}/aime24.parquet", f"{DATA_DIR}/aime25.parquet",
+                                           f"{DATA_DIR}/math500.parquet"]
     assert config.ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES == "etr_verl.plugin"
 
 
@@ -93,7 +98,7 @@ def test_recipes_of_one_model_differ_only_in_the_algorithm(tmp_path):
 
 def test_math_train_set_switches_the_reward_range(tmp_path):
     args = recorded_arguments(tmp_path, RECIPES / "qwen3_8b_base" / "train.sh", TRAIN_SET="math")
-    assert "algorithm.etr.reward_low=0" in args and "data.train_files=/data/etr/math_train.parquet" in args
+    assert "algorithm.etr.reward_low=0" in args and f"data.train_files={DATA_DIR}/math_train.parquet" in args
 
 
 def test_logger_switch_is_one_variable(tmp_path):
@@ -162,3 +167,20 @@ def test_eval_dry_run_of_a_hub_model_writes_nothing(tmp_path):
     argv = recorded_arguments(tmp_path, RECIPES / "eval" / "evaluate_checkpoint.sh", CKPT="Qwen/Qwen2.5-Math-7B")
     assert "actor_rollout_ref.model.path=Qwen/Qwen2.5-Math-7B" in argv
     assert not (tmp_path / "Qwen").exists() and not Path("Qwen").exists()
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("TRAIN_FILE", "/no/such/dapo_train.parquet", "data file /no/such/dapo_train.parquet does not exist"),
+    ("TEST_FILE", "[/no/such/aime24.parquet]", "data file /no/such/aime24.parquet does not exist"),
+    ("MODEL_PATH", "/no/such/model", "MODEL_PATH=/no/such/model does not exist"),
+])
+def test_a_local_dry_run_checks_its_data_and_model(variable, value, message):
+    result = subprocess.run(["bash", str(RECIPES / "qwen3_8b_base" / "train.sh")],
+                            env=recipe_env(DRY_RUN="1", PYTHON="/nonexistent/python", **{variable: value}),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    # submitted to a cluster, the files live there: nothing to check here
+    remote = subprocess.run(["bash", str(RECIPES / "qwen3_8b_base" / "train.sh")],
+                            env=recipe_env(DRY_RUN="1", RAY_ADDRESS="http://127.0.0.1:1", **{variable: value}),
+                            capture_output=True, text=True, timeout=120)
+    assert message not in remote.stderr

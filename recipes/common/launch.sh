@@ -120,6 +120,23 @@ etr_runtime_env_json() {
   printf '{"env_vars": {"VERL_USE_EXTERNAL_MODULES": "etr_verl.plugin", "TOKENIZERS_PARALLELISM": "true", "NCCL_DEBUG": "WARN"}}'
 }
 
+# A local run (no RAY_ADDRESS) reads its data and model on this machine: check them before anything starts. A job
+# submitted to a cluster reads them there, so nothing is checked here.
+etr_check_local_inputs() {
+  local file
+  local -a files
+  IFS=',' read -r -a files <<<"$(printf '%s,%s' "$TRAIN_FILE" "$TEST_FILE" | tr -d '[]')"
+  for file in "${files[@]}"; do
+    [[ -z "$file" || -f "$file" ]] ||
+      etr_fail "data file $file does not exist (TRAIN_FILE / TEST_FILE); prepare the data with: python recipes/data/prepare_math_data.py --out DATA_DIR"
+  done
+  # MODEL_FROM_MERGE=1: the model is written by a checkpoint merge first (recipes/eval), so a dry run has none yet
+  if [[ "${MODEL_FROM_MERGE:-0}" != 1 ]] && [[ "$MODEL_PATH" == /* || "$MODEL_PATH" == .* || "$MODEL_PATH" == "~"* ]] &&
+    [[ ! -e "$MODEL_PATH" ]]; then
+    etr_fail "MODEL_PATH=$MODEL_PATH does not exist (a local path; for a Hugging Face model give its id, org/name)"
+  fi
+}
+
 etr_run_recipe() {
   local dry_run="${DRY_RUN:-0}" arg
   local -a extra=()
@@ -130,6 +147,7 @@ etr_run_recipe() {
   local python="${PYTHON:-python3}"
   local -a train=("$python" -m etr_verl.main "${ETR_OVERRIDES[@]}" "${extra[@]}")
   local -a command=("${train[@]}")
+  [[ -n "${RAY_ADDRESS:-}" ]] || etr_check_local_inputs
   if [[ -n "${RAY_ADDRESS:-}" ]]; then
     local -a wait_flag=(--no-wait)
     [[ "${SUBMIT_WAIT:-0}" == 1 ]] && wait_flag=()

@@ -44,6 +44,7 @@ for arg in "$@"; do [[ "$arg" == "--dry-run" ]] && dry_run=1; done
 
 if [[ -d "$CKPT/actor" ]]; then
   MODEL_PATH=${MERGED_DIR:-${CKPT%/}/actor/huggingface_merged}
+  MODEL_FROM_MERGE=1  # written by the merge below (a dry run only prints it)
   merge=("$PYTHON" -m verl.model_merger merge --backend fsdp --local_dir "$CKPT/actor" --target_dir "$MODEL_PATH")
   if [[ "$dry_run" == 1 ]]; then
     echo "# would merge the checkpoint first: $(printf '%q ' "${merge[@]}")"
