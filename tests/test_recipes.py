@@ -118,7 +118,7 @@ def test_real_dry_run_prints_the_submit_command_and_the_resolved_config():
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     command = out.splitlines()[1]
-    assert command.startswith("ray job submit --address http://127.0.0.1:8265 --runtime-env-json")
+    assert command.startswith(f"{VENV_BIN / 'ray'} job submit --address http://127.0.0.1:8265 --runtime-env-json")
     assert "VERL_USE_EXTERNAL_MODULES" in command and "-- python3 -m etr_verl.main algo=etr" in command
     config = yaml.safe_load(out.split(RESOLVED_CONFIG_MARKER + "\n", 1)[1])
     assert config["trainer"]["total_training_steps"] == 7  # the extra override came last and won
@@ -184,3 +184,29 @@ def test_a_local_dry_run_checks_its_data_and_model(variable, value, message):
                             env=recipe_env(DRY_RUN="1", RAY_ADDRESS="http://127.0.0.1:1", **{variable: value}),
                             capture_output=True, text=True, timeout=120)
     assert message not in remote.stderr
+
+
+def test_an_unreachable_ray_address_fails_in_seconds():
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.monotonic()
+    result = subprocess.run(["bash", str(RECIPES / "qwen3_8b_base" / "train.sh")],
+                            env=recipe_env(PYTHON=sys.executable, RAY_ADDRESS=f"http://127.0.0.1:{port}"),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and f"RAY_ADDRESS=http://127.0.0.1:{port} does not answer" in result.stderr
+    assert time.monotonic() - start < 20 and "Traceback" not in result.stderr, result.stderr[-2000:]
+
+
+def test_a_missing_ray_cli_is_named_with_the_fix(tmp_path):
+    bare_path = "/usr/bin:/bin"
+    if shutil.which("ray", path=bare_path):
+        pytest.skip("this machine has a system-wide ray CLI")
+    env = recipe_env(DRY_RUN="1", PYTHON="/usr/bin/python3", RAY_ADDRESS="http://127.0.0.1:8265")
+    env["PATH"] = bare_path
+    result = subprocess.run(["bash", str(RECIPES / "qwen3_8b_base" / "train.sh")], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "the ray CLI is found neither on PATH nor beside PYTHON" in result.stderr

@@ -137,6 +137,33 @@ etr_check_local_inputs() {
   fi
 }
 
+# `ray job submit` needs the ray CLI: on PATH, or beside PYTHON (a venv that is not activated).
+etr_find_ray_cli() {
+  ETR_RAY_CLI=$(command -v ray 2>/dev/null || true)
+  if [[ -z "$ETR_RAY_CLI" ]]; then
+    local interpreter
+    interpreter=$(command -v "${PYTHON:-python3}" 2>/dev/null || true)
+    [[ -n "$interpreter" && -x "$(dirname "$interpreter")/ray" ]] && ETR_RAY_CLI="$(dirname "$interpreter")/ray"
+  fi
+  [[ -n "$ETR_RAY_CLI" ]] ||
+    etr_fail "RAY_ADDRESS is set but the ray CLI is found neither on PATH nor beside PYTHON=${PYTHON:-python3}; activate the environment where etr-verl is installed, or set PYTHON to its interpreter"
+}
+
+# A job server that does not answer fails here in seconds, not after ray's own retries.
+etr_check_ray_address() {
+  [[ "$RAY_ADDRESS" == http://* || "$RAY_ADDRESS" == https://* ]] || return 0
+  "${PYTHON:-python3}" - "$RAY_ADDRESS" <<'PY' ||
+import sys
+import urllib.request
+
+try:
+    urllib.request.urlopen(sys.argv[1].rstrip("/") + "/api/version", timeout=5)
+except Exception as error:  # one line, not a traceback: the message below says what to do
+    sys.exit(f"[etr-recipe] {sys.argv[1]}: {error}")
+PY
+    etr_fail "RAY_ADDRESS=$RAY_ADDRESS does not answer within 5 s: start the cluster's head (ray start --head --dashboard-host=...) or fix the address (the job server, usually http://HEAD:8265)"
+}
+
 etr_run_recipe() {
   local dry_run="${DRY_RUN:-0}" arg
   local -a extra=()
@@ -151,8 +178,9 @@ etr_run_recipe() {
   if [[ -n "${RAY_ADDRESS:-}" ]]; then
     local -a wait_flag=(--no-wait)
     [[ "${SUBMIT_WAIT:-0}" == 1 ]] && wait_flag=()
-    command=(ray job submit --address "$RAY_ADDRESS" --runtime-env-json "$(etr_runtime_env_json)" "${wait_flag[@]}"
-      -- python3 -m etr_verl.main "${ETR_OVERRIDES[@]}" "${extra[@]}")
+    etr_find_ray_cli
+    command=("$ETR_RAY_CLI" job submit --address "$RAY_ADDRESS" --runtime-env-json "$(etr_runtime_env_json)"
+      "${wait_flag[@]}" -- python3 -m etr_verl.main "${ETR_OVERRIDES[@]}" "${extra[@]}")
   elif [[ ",${LOGGER}," == *",wandb,"* && -z "${WANDB_API_KEY:-}" && "$dry_run" != 1 ]]; then
     etr_fail "LOGGER includes wandb but WANDB_API_KEY is not set in the environment; export it (never put it in a script), or use LOGGER=console,tensorboard"
   fi
@@ -164,6 +192,7 @@ etr_run_recipe() {
     "${train[0]}" -m etr_verl.main --dry-run "${ETR_OVERRIDES[@]}" "${extra[@]}"
     return
   fi
+  [[ -z "${RAY_ADDRESS:-}" ]] || etr_check_ray_address
   echo "[etr-recipe] $(printf '%q ' "${command[@]}")"
   "${command[@]}"
 }
