@@ -140,3 +140,9 @@ def test_etr_is_exact_on_the_other_trainers(task, tmp_path, trainer):
     _assert_exact_etr(rows)
     assert rows[0]["actor/grad_norm"] > 0
     assert addresses and all(LOOPBACK.match(a) for a in addresses), addresses
+
+
+def test_a_successful_run_ends_without_a_teardown_traceback(first_run):
+    out, _, _ = first_run
+    log = (out / "first.log").read_text()
+    assert "is killed by signal" not in log and "Traceback" not in log.split("Final validation metrics")[-1]
