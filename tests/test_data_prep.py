@@ -165,3 +165,23 @@ def test_a_file_with_the_wrong_columns_is_named_without_a_traceback(tmp_path, na
          "--local-path", f"{name}={bad}"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "question_text" in result.stderr and str(bad) in result.stderr
+
+
+def test_an_unreachable_hub_fails_in_seconds_with_the_offline_hint(tmp_path):
+    """HF_ENDPOINT pointed at a closed loopback port (no traffic leaves the machine): the script says what to do at
+    once instead of waiting out the hub client's retries."""
+    import os
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}"}
+    env.pop("HF_HUB_OFFLINE", None)
+    env.pop("HF_DATASETS_OFFLINE", None)
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "out"), "--datasets", "math500"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1 and "--local-path math500=FILE" in result.stderr, result.stderr[-2000:]
+    assert f"127.0.0.1:{port} does not answer" in result.stderr and time.monotonic() - start < 30

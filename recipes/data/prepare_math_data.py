@@ -83,7 +83,31 @@ def read_local(path: Path) -> list[dict]:
     return frame.to_dict("records")
 
 
+def hub_unreachable_reason(timeout: float = 3.0) -> str | None:
+    """Why the dataset hub cannot be reached (one TCP connection to ``HF_ENDPOINT``, default huggingface.co), or
+    None: an offline machine then fails in seconds instead of after the hub client's retries."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "") == "1" or os.environ.get("HF_DATASETS_OFFLINE", "") == "1":
+        return "HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        return f"{endpoint.hostname}:{port} does not answer ({error})"
+    return None
+
+
 def read_hub(source: Source) -> list[dict]:
+    unreachable = hub_unreachable_reason()
+    if unreachable:
+        raise SystemExit(
+            f"cannot read {source.hub_id} from the hub: {unreachable}. Offline? Download it elsewhere and pass "
+            f"--local-path {source.name}=FILE (or --offline with a --local-path for every dataset)."
+        )
     try:
         import datasets
     except ImportError as error:  # pragma: no cover - datasets comes with verl
