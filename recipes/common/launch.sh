@@ -192,7 +192,11 @@ etr_run_recipe() {
     "${train[0]}" -m etr_verl.main --dry-run "${ETR_OVERRIDES[@]}" "${extra[@]}"
     return
   fi
-  [[ -z "${RAY_ADDRESS:-}" ]] || etr_check_ray_address
+  if [[ -n "${RAY_ADDRESS:-}" ]]; then  # fail here, in seconds, not on the cluster after the job was queued
+    "${train[0]}" -m etr_verl.main --dry-run "${ETR_OVERRIDES[@]}" "${extra[@]}" >/dev/null ||
+      etr_fail "the config does not pass etr_verl.main's checks (above); nothing was submitted"
+    etr_check_ray_address
+  fi
   echo "[etr-recipe] $(printf '%q ' "${command[@]}")"
   "${command[@]}"
 }
