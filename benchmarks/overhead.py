@@ -34,8 +34,8 @@ from verl.workers.config import ActorConfig, PolicyLossConfig
 
 import etr_verl.plugin  # noqa: F401
 from etr_verl.adapters.advantage import compute_etr_grpo_advantage
-from etr_verl.config import EtrPolicyLossConfig
 from etr_verl.adapters.policy_loss import compute_policy_loss_etr, driver_macro_signal
+from etr_verl.config import EtrPolicyLossConfig
 
 FULL_SHAPES = [(8, 4096), (16, 8192), (32, 4096), (32, 16384)]
 QUICK_SHAPES = [(4, 512)]
