@@ -74,7 +74,7 @@ def test_non_finite_inputs_skip_the_update_visibly_by_default(field, caplog):
     norm is not finite) skips it; ETR adds the count as a metric and a warning. The run goes on."""
     from etr_verl.adapters import policy_loss
 
-    policy_loss._non_finite_streak.clear()
+    policy_loss._reset_non_finite_streak()
     batch = loss_batch(4, 5, torch.Generator().manual_seed(0))
     batch[field][1, 0] = math.nan
     batch["log_prob"].requires_grad_(True)
@@ -93,7 +93,7 @@ def test_non_finite_inputs_skip_the_update_visibly_by_default(field, caplog):
 def test_too_many_consecutive_non_finite_micro_batches_are_fatal():
     from etr_verl.adapters import policy_loss
 
-    policy_loss._non_finite_streak.clear()
+    policy_loss._reset_non_finite_streak()
     config = actor_config(etr_beta=0.0, etr_max_consecutive_non_finite=2)
 
     def bad_batch():
@@ -107,7 +107,7 @@ def test_too_many_consecutive_non_finite_micro_batches_are_fatal():
     _etr_loss(bad_batch(), config)
     with pytest.raises(elastic.ETRInputError, match="3 consecutive micro-batches.*etr_max_consecutive_non_finite=2"):
         _etr_loss(bad_batch(), config)
-    policy_loss._non_finite_streak.clear()
+    policy_loss._reset_non_finite_streak()
 
 
 def test_verls_optimizer_step_drops_an_update_whose_gradient_norm_is_not_finite():

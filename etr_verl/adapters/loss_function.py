@@ -49,9 +49,10 @@ def etr_loss_function(actor_config: Any) -> Optional[EtrLossFunction]:
 
     Raises ``ValueError`` for distillation, whose loss function ETR's would replace.
     """
+    from omegaconf import DictConfig
     from verl.utils.config import omega_conf_to_dataclass
 
-    if not hasattr(actor_config, "policy_loss") or not hasattr(actor_config, "global_batch_info"):
+    if isinstance(actor_config, DictConfig):
         actor_config = omega_conf_to_dataclass(actor_config)
     if actor_config.policy_loss.loss_mode != LOSS_MODE:
         return None

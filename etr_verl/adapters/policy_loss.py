@@ -113,7 +113,7 @@ def compute_policy_loss_etr(
     if non_finite:
         pg_loss = _on_non_finite_inputs(etr, non_finite, pg_loss)
     else:
-        _non_finite_streak.clear()
+        _reset_non_finite_streak()
     metrics = dict(summary.verl_metrics)
     metrics.update(etr_metrics(
         factor=summary.per_response["factor"], valid=summary.per_response["valid"],
@@ -127,8 +127,13 @@ def compute_policy_loss_etr(
     return pg_loss, metrics
 
 
-_non_finite_streak: list[int] = []
-"""Token counts of the consecutive micro-batches (in this worker) whose inputs held NaN/inf at valid tokens."""
+_non_finite_streak = 0
+"""How many consecutive micro-batches (in this worker) held NaN/inf inputs at valid tokens."""
+
+
+def _reset_non_finite_streak() -> None:
+    global _non_finite_streak
+    _non_finite_streak = 0
 
 
 def _on_non_finite_inputs(etr: Any, counts: dict[str, int], pg_loss: torch.Tensor) -> torch.Tensor:
@@ -136,16 +141,17 @@ def _on_non_finite_inputs(etr: Any, counts: dict[str, int], pg_loss: torch.Tenso
     ``etr_max_consecutive_non_finite`` such micro-batches in a row: raise. Otherwise (``skip_update``) log it loudly
     and return a NaN loss, so that verl's optimizer step skips this update exactly as it does for ``vanilla`` (its
     engines drop an update whose gradient norm is not finite): never a NaN update, and the run goes on."""
-    _non_finite_streak.append(sum(counts.values()))
+    global _non_finite_streak
+    _non_finite_streak += 1
     where = ", ".join(f"{name}: {n} token(s)" for name, n in counts.items())
     hint = ("Check the reward/advantage pipeline (advantages), the rollout correction (rollout_is_weights) or the "
             "rollout/actor numerics (log-probs).")
     if etr.etr_on_non_finite == "raise":
         raise elastic.ETRInputError(f"NaN/inf at valid response tokens ({where}); policy_loss.etr_on_non_finite="
                                     f"raise. {hint}")
-    if len(_non_finite_streak) > etr.etr_max_consecutive_non_finite:
+    if _non_finite_streak > etr.etr_max_consecutive_non_finite:
         raise elastic.ETRInputError(
-            f"NaN/inf at valid response tokens in {len(_non_finite_streak)} consecutive micro-batches (now: {where}), "
+            f"NaN/inf at valid response tokens in {_non_finite_streak} consecutive micro-batches (now: {where}), "
             f"more than policy_loss.etr_max_consecutive_non_finite={etr.etr_max_consecutive_non_finite}: every "
             f"update is being skipped. {hint}"
         )
@@ -153,7 +159,7 @@ def _on_non_finite_inputs(etr: Any, counts: dict[str, int], pg_loss: torch.Tenso
         "ETR: NaN/inf at valid response tokens (%s). This micro-batch's loss is set to NaN, so verl skips this "
         "optimizer step (as for vanilla: 'grad_norm is not finite'); %d consecutive, fatal after %d "
         "(policy_loss.etr_max_consecutive_non_finite; etr_on_non_finite=raise stops at the first). %s",
-        where, len(_non_finite_streak), etr.etr_max_consecutive_non_finite, hint,
+        where, _non_finite_streak, etr.etr_max_consecutive_non_finite, hint,
     )
     return pg_loss * float("nan")  # keeps the graph and makes the gradient NaN: verl's guard drops the update
 
