@@ -8,7 +8,10 @@ Checks, each through the path verl itself uses:
 - ``import verl`` with ``VERL_USE_EXTERNAL_MODULES=etr_verl.plugin`` (the loud path of the Ray runtime env) and
   verl's registries then hold the ``etr`` loss and the ``etr_grpo`` estimator, and verl offers the task runner
   hooks ETR installs its loss function through (legacy and V1);
-- the Hydra config ``etr_trainer`` is found from the installed package (``pkg://``), with ``algo=etr``.
+- the Hydra config ``etr_trainer`` is found from the installed package (``pkg://``), with ``algo=etr``;
+- the paper's experiment configs (the repository's ``hydra_configs/``, :mod:`etr_verl.experiment_configs`), when
+  found, each compose with ``algo=etr`` and pass the driver-side checks; ``--require-experiments`` (the Docker
+  image's build) fails when they are not found.
 """
 
 from __future__ import annotations
@@ -37,7 +40,23 @@ with initialize_config_module(config_module="etr_verl.hydra_configs", version_ba
     config = compose(config_name="etr_trainer", overrides=["algo=etr"])
 assert config.actor_rollout_ref.actor.policy_loss.loss_mode == "etr", config.actor_rollout_ref.actor.policy_loss
 print("registries and Hydra config: ok")
+import sys
+from etr_verl.experiment_configs import find_experiment_configs, search_path_override
+from etr_verl.validation import validate
+from omegaconf import OmegaConf
+configs = find_experiment_configs()
+if configs is None:
+    sys.exit(3 if "--require-experiments" in sys.argv else 0)
+names = sorted(path.stem for path in (configs / "experiment").glob("*.yaml"))
+with initialize_config_module(config_module="etr_verl.hydra_configs", version_base=None):
+    for name in names:
+        experiment = compose(config_name="etr_trainer",
+                             overrides=[f"experiment={name}", "algo=etr", search_path_override(configs)])
+        OmegaConf.resolve(experiment)
+        validate(experiment)
+print(f"experiment configs: {len(names)} composed and validated ({configs})")
 """
+EXPERIMENTS_MISSING = 3  # the probe's exit code when --require-experiments finds no experiment configs
 
 
 def requirement_problems(distribution: str = "verl") -> list[str]:
@@ -63,7 +82,7 @@ def requirement_problems(distribution: str = "verl") -> list[str]:
     return problems
 
 
-def check() -> list[str]:
+def check(require_experiments: bool = False) -> list[str]:
     problems = []
     try:
         verl_version = metadata.version("verl")
@@ -83,15 +102,28 @@ def check() -> list[str]:
         except Exception as error:  # the entry point must load; report how it fails
             problems.append(f"the verl.plugins entry point 'etr' fails to load: {error!r}")
     env = {**os.environ, "VERL_USE_EXTERNAL_MODULES": "etr_verl.plugin"}
-    probe = subprocess.run([sys.executable, "-c", REGISTRY_PROBE], env=env, capture_output=True, text=True)
-    if probe.returncode != 0:
+    probe_args = ["--require-experiments"] if require_experiments else []
+    probe = subprocess.run([sys.executable, "-c", REGISTRY_PROBE, *probe_args], env=env, capture_output=True,
+                           text=True)
+    if probe.returncode == EXPERIMENTS_MISSING:
+        problems.append("the experiment configs (hydra_configs/) were not found: set ETR_VERL_HYDRA_CONFIGS to the "
+                        "repository's hydra_configs/ directory (the Docker image copies it to /opt/etr-verl)")
+    elif probe.returncode != 0:
         tail = "\n".join(probe.stderr.strip().splitlines()[-5:])
-        problems.append(f"verl with VERL_USE_EXTERNAL_MODULES=etr_verl.plugin cannot find ETR:\n{tail}")
+        problems.append(f"the registry and config probe (VERL_USE_EXTERNAL_MODULES=etr_verl.plugin) failed:\n{tail}")
+    else:
+        print(probe.stdout.strip())  # what the probe checked
     return problems
 
 
-def main() -> int:
-    problems = check()
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    unknown = [arg for arg in argv if arg != "--require-experiments"]
+    if unknown:
+        print(f"etr_verl.check_install: unknown argument(s) {unknown}; the only option is --require-experiments",
+              file=sys.stderr)
+        return 2
+    problems = check(require_experiments="--require-experiments" in argv)
     if problems:
         print("etr-verl install check FAILED:", file=sys.stderr)
         for problem in problems:

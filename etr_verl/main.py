@@ -1,7 +1,9 @@
 """``python -m etr_verl.main`` (console script ``etr-verl-train``): verl's PPO trainers with ETR, Hydra-configured.
 
 The primary config ``etr_verl/hydra_configs/etr_trainer.yaml`` extends verl's ``ppo_trainer`` with an algorithm
-preset (``algo=grpo|dapo|etr|etr_micro|etr_macro``) and a backend (``backend=gpu|local_cpu``). Everything is
+preset (``algo=grpo|dapo|etr|etr_micro|etr_macro``), optionally one of the paper's experiments from the repository's
+``hydra_configs/`` (``experiment=qwen3_8b_base_dapo17k``; :mod:`etr_verl.experiment_configs` puts them on the search
+path) and a backend (``backend=gpu|local_cpu``). Everything is
 validated in the driver, before Ray starts (:mod:`etr_verl.validation`). Then verl's own ``run_ppo`` runs verl's
 own trainer — the legacy ``RayPPOTrainer`` with ``trainer.use_v1=false``, else the V1 trainer in the user's
 ``trainer.v1.trainer_mode`` — through a task runner that installs ETR's loss function
@@ -20,11 +22,14 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from etr_verl.validation import validate
+from etr_verl.experiment_configs import ExperimentConfigsNotFound, with_experiment_search_path
+from etr_verl.validation import check_input_files, check_logger_credentials, validate
 
 logger = logging.getLogger(__name__)
 
 DRY_RUN_FLAG = "--dry-run"
+# a dry run writes nothing: no Hydra output directory, no log file (Hydra's job log goes to the console only)
+DRY_RUN_HYDRA_OVERRIDES = ("hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=stdout")
 RESOLVED_CONFIG_MARKER = "# ---- etr-verl resolved config (YAML) ----"
 _dry_run = False  # set by entry() from the command line, before Hydra parses the rest
 
@@ -74,11 +79,13 @@ def run(config: DictConfig, dry_run: bool = False) -> None:
         local_cpu.activate()
     OmegaConf.resolve(config)
     validate(config)
-    if dry_run:
+    if dry_run:  # a dry run checks the config only: a submitting machine need not hold the cluster's files
         print(RESOLVED_CONFIG_MARKER)
         print(OmegaConf.to_yaml(config), end="")
         print("# etr-verl dry run: the config above composed and passed every driver-side check; nothing ran.")
         return
+    check_input_files(config)
+    check_logger_credentials(config)
     from verl.trainer.main_ppo import run_ppo
 
     from etr_verl.adapters.task_runners import task_runner_class
@@ -91,13 +98,27 @@ def main(config: DictConfig) -> None:
     run(config, dry_run=_dry_run)
 
 
+def command_line_overrides(argv: list[str]) -> list[str]:
+    """The Hydra overrides of a command line: ``--dry-run`` taken off (Hydra would reject it; it adds
+    :data:`DRY_RUN_HYDRA_OVERRIDES`), ``+experiment=X`` read as ``experiment=X`` (the primary config declares the
+    slot, so Hydra would refuse to append it), and the experiment configs' search path added when they are found."""
+    overrides = [arg for arg in argv if arg != DRY_RUN_FLAG]
+    overrides = [arg[1:] if arg.startswith("+experiment=") else arg for arg in overrides]
+    if DRY_RUN_FLAG in argv:
+        overrides += DRY_RUN_HYDRA_OVERRIDES
+    return with_experiment_search_path(overrides)
+
+
 def entry() -> None:
-    """Command-line entry (``python -m etr_verl.main``, ``etr-verl-train``): takes ``--dry-run`` off the argument
-    list (Hydra would reject it), then runs the Hydra app."""
+    """Command-line entry (``python -m etr_verl.main``, ``etr-verl-train``): prepares the command line
+    (:func:`command_line_overrides`), then runs the Hydra app."""
     global _dry_run
     keep_local_ray_on_loopback(sys.argv[1:])
     _dry_run = DRY_RUN_FLAG in sys.argv[1:]
-    sys.argv[1:] = [arg for arg in sys.argv[1:] if arg != DRY_RUN_FLAG]
+    try:
+        sys.argv[1:] = command_line_overrides(sys.argv[1:])
+    except ExperimentConfigsNotFound as error:
+        sys.exit(f"etr_verl.main: {error}")
     main()
 
 

@@ -83,7 +83,7 @@ def test_presets_differ_only_in_the_algorithm():
         diff |= set(base) - set(flat(_compose(_demo_overrides(algo))))
         allowed = ("actor_rollout_ref.actor.policy_loss.", "actor_rollout_ref.actor.clip_ratio",
                    "algorithm.adv_estimator",
-                   "trainer.experiment_name", "trainer.default_local_dir")
+                   "trainer.experiment_name", "trainer.default_local_dir", "algo_name")
         assert all(k.startswith(allowed) for k in diff), sorted(diff)
 
 

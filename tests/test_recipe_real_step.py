@@ -1,6 +1,7 @@
-"""A reproduction recipe, run for real: the Qwen2.5-Math-7B ETR recipe trains one step on the local CPU backend with
-the model replaced by the tiny local one and sizes shrunk by Hydra overrides only; the saved checkpoint then goes
-through the recipe's evaluation entry (verl's model merger + validation-only run). ~3 minutes."""
+"""An experiment of the paper, run for real through its launcher: `recipes/train.sh qwen2_5_math_7b_dapo17k
+algo=etr` trains one step on the local CPU backend, with the model replaced by the tiny local one and sizes shrunk by
+Hydra overrides only; the saved checkpoint then goes through `recipes/eval/evaluate_checkpoint.sh` with the same
+experiment (verl's model merger + its validation protocol, validation only). ~3 minutes."""
 
 from __future__ import annotations
 
@@ -18,28 +19,31 @@ from etr_verl.demo.task import build_task
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "recipes" / "qwen2_5_math_7b" / "train.sh"
+TRAIN = ROOT / "recipes" / "train.sh"
 EVALUATE = ROOT / "recipes" / "eval" / "evaluate_checkpoint.sh"
-# sizes for a ~100k-parameter model on 2 CPU cores; nothing else of the recipe changes
-SHRINK = ["data.max_prompt_length=32", "data.max_response_length=10", "actor_rollout_ref.rollout.val_kwargs.n=2"]
-TRAIN_SHRINK = SHRINK + ["data.train_batch_size=8", "actor_rollout_ref.rollout.n=4",
-                         "actor_rollout_ref.actor.ppo_mini_batch_size=4", "trainer.total_training_steps=1",
-                         "trainer.save_freq=1"]
+EXPERIMENT = "qwen2_5_math_7b_dapo17k"
 
 
-def local_env(task: dict, out: Path, **extra: str) -> dict[str, str]:
-    """Where the recipe runs and what it reads: the environment part of a recipe (paths, cluster, backend)."""
+def local_overrides(task: dict, out: Path) -> list[str]:
+    """What a user changes to run the experiment on this machine: the backend, the tiny model and task (graded
+    0/1 by verl's gsm8k reward), where it saves and logs, and sizes for a ~100k-parameter model on 2 CPU cores."""
+    return [
+        "backend=local_cpu", f"actor_rollout_ref.model.path={task['model']}",
+        f"data.train_files={task['train']}", f"data.val_files={task['val']}", "algorithm.etr.reward_low=0",
+        f"paths.checkpoints={out / 'ckpts'}", "trainer.logger=[console,file]",
+        "data.max_prompt_length=32", "data.max_response_length=10", "actor_rollout_ref.rollout.val_kwargs.n=2",
+    ]
+
+
+TRAIN_SHRINK = ["data.train_batch_size=8", "actor_rollout_ref.rollout.n=4", "actor_rollout_ref.actor.ppo_mini_batch_size=4",
+                "trainer.total_training_steps=1", "trainer.save_freq=1"]
+
+
+def user_env(**extra: str) -> dict[str, str]:
     # a user's environment: not the Makefile's RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER (the entry point must set it)
-    drop = ("RAY_ADDRESS", "DRY_RUN", "WANDB_API_KEY", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    drop = ("RAY_ADDRESS", "DRY_RUN", "WANDB_API_KEY", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "ETR_VERL_HYDRA_CONFIGS")
     env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update({
-        "PYTHON": sys.executable, "PYTHONUNBUFFERED": "1",
-        "BACKEND": "local_cpu", "ROLLOUT_NAME": "hf", "NNODES": "1", "GPUS_PER_NODE": "1",
-        "MODEL_PATH": task["model"], "TRAIN_FILE": task["train"], "TEST_FILE": task["val"],
-        "CKPTS_DIR": str(out / "ckpts"), "LOGGER": "console,file",
-        "REWARD_LOW": "0",  # the tiny task is graded by verl's gsm8k reward: 0 / 1
-        **extra,
-    })
+    env.update({"PYTHON": sys.executable, "PYTHONUNBUFFERED": "1", **extra})
     return env
 
 
@@ -61,21 +65,22 @@ def trained(tmp_path_factory):
     metrics = out / "train.jsonl"
     watch = ListenerWatch()
     try:
-        run_script(["bash", str(RECIPE), *TRAIN_SHRINK], local_env(task, out, VERL_FILE_LOGGER_PATH=str(metrics)),
-                   out / "train.log", watch)
+        run_script(["bash", str(TRAIN), EXPERIMENT, "algo=etr", *local_overrides(task, out), *TRAIN_SHRINK],
+                   user_env(VERL_FILE_LOGGER_PATH=str(metrics)), out / "train.log", watch)
     finally:
         addresses = watch.stop()
     return task, out, read_metrics(metrics), addresses
 
 
-def test_etr_recipe_trains_one_real_step(trained):
+def test_etr_experiment_trains_one_real_step(trained):
     _, out, rows, _ = trained
     step = {r["step"]: r for r in rows}
     assert set(step) == {0, 1}  # validation before training, then one step (with its final validation)
     assert step[1]["actor/etr/macro_from_driver"] == 1.0
     assert step[1]["actor/grad_norm"] > 0
     assert "val-core/openai/gsm8k/acc/mean@2" in step[0]
-    assert (out / "ckpts" / "global_step_1" / "actor").is_dir()
+    run_dir = out / "ckpts" / "etr-reproduction" / "qwen2.5-math-7b-dapo17k-etr"  # the experiment's naming
+    assert (run_dir / "global_step_1" / "actor").is_dir()
 
 
 def test_recipe_run_listened_on_loopback_only(trained):
@@ -85,11 +90,10 @@ def test_recipe_run_listened_on_loopback_only(trained):
 
 def test_saved_checkpoint_evaluates_through_the_eval_entry(trained):
     task, out, _, _ = trained
-    checkpoint = out / "ckpts" / "global_step_1"
+    checkpoint = out / "ckpts" / "etr-reproduction" / "qwen2.5-math-7b-dapo17k-etr" / "global_step_1"
     eval_dir = out / "eval"
-    output = run_script(["bash", str(EVALUATE), *SHRINK],
-                        local_env(task, out, CKPT=str(checkpoint), EVAL_DIR=str(eval_dir), VAL_N="2"),
-                        out / "eval.log")
+    output = run_script(["bash", str(EVALUATE), EXPERIMENT, *local_overrides(task, out)],
+                        user_env(CKPT=str(checkpoint), EVAL_DIR=str(eval_dir)), out / "eval.log")
     assert (checkpoint / "actor" / "huggingface_merged" / "config.json").is_file()
     rows = read_metrics(eval_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == [0] and "val-core/openai/gsm8k/acc/mean@2" in rows[0]

@@ -1,60 +1,63 @@
-"""The reproduction recipes (recipes/): lint, dry runs that compose and validate, and the data script on fixtures.
+"""The launchers (recipes/train.sh, recipes/submit.sh, recipes/eval/evaluate_checkpoint.sh) as a user runs them: lint,
+dry runs with the real interpreter, the verl pin check, and the errors a user meets, each before anything starts.
 
-The one-real-step run of a recipe on the local CPU backend is in test_recipe_real_step.py (slow)."""
+The experiment configs themselves are tested in test_hydra_experiments.py; a real training step and evaluation
+through these launchers in test_recipe_real_step.py (slow)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
-import tempfile
+import time
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_module
 
-from etr_verl.main import RESOLVED_CONFIG_MARKER, run
+from etr_verl.main import RESOLVED_CONFIG_MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
+TRAIN, SUBMIT, EVALUATE = RECIPES / "train.sh", RECIPES / "submit.sh", RECIPES / "eval" / "evaluate_checkpoint.sh"
 SHELL_SCRIPTS = sorted(RECIPES.rglob("*.sh"))
 VENV_BIN = Path(sys.executable).parent
-# the recipes' prepared data (empty files: a dry run only checks that a local run's inputs exist)
-DATA_DIR = Path(tempfile.mkdtemp(prefix="etr-recipe-data-"))
-for _name in ("dapo_train", "math_train", "aime24", "aime25", "math500"):
-    (DATA_DIR / f"{_name}.parquet").touch()
-# (model recipe, algorithm preset): the three models x GRPO / DAPO / ETR, plus the ablations for Qwen2.5-Math
-RECIPE_RUNS = [(model, algo) for model in ("qwen3_8b_base", "llama3_1_8b_instruct", "qwen2_5_math_7b")
-               for algo in ("grpo", "dapo", "etr")]
-RECIPE_RUNS += [("qwen2_5_math_7b", "etr_micro"), ("qwen2_5_math_7b", "etr_macro")]
+PINNED_VERL = next(line.split(":", 1)[1].strip() for line in (RECIPES / "REQUIRED_VERL.txt").read_text().splitlines()
+                   if line.startswith("version:"))
+pinned_verl_only = pytest.mark.skipif(
+    metadata.version("verl") != PINNED_VERL,
+    reason=f"the recipes are pinned to verl {PINNED_VERL}; this venv has {metadata.version('verl')} "
+           "(test_the_pin_check_refuses_this_environment covers it)")
 
 
 def recipe_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "WANDB_API_KEY", "DRY_RUN")}
-    env.update({"PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", "DATA_DIR": str(DATA_DIR),
-                "HOME": "/home/user", **extra})
+    """A user's shell: this venv's interpreter as PYTHON, none of the Makefile's or the caller's run variables."""
+    drop = ("RAY_ADDRESS", "WANDB_API_KEY", "DRY_RUN", "ETR_VERL_HYDRA_CONFIGS", "ETR_RECIPE_ALLOW_OTHER_VERL",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update({"PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", "PYTHON": sys.executable, **extra})
     return env
 
 
-def recorded_arguments(tmp_path: Path, script: Path, **env: str) -> list[str]:
-    """Run a recipe's dry run with a recording stand-in for python: returns the arguments it would pass."""
-    recorder = tmp_path / "python"
-    record = tmp_path / "argv"
-    recorder.write_text(f"#!/bin/sh\nprintf '%s\\0' \"$@\" > {record}\n")
-    recorder.chmod(0o755)
-    result = subprocess.run(["bash", str(script)], env=recipe_env(DRY_RUN="1", PYTHON=str(recorder), **env),
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    argv = record.read_text().split("\0")[:-1]
-    assert argv[:3] == ["-m", "etr_verl.main", "--dry-run"], argv[:3]
-    return argv[3:]
+def launch(script: Path, *args: str, cwd: Path | None = None, timeout: int = 180, **env: str):
+    return subprocess.run(["bash", str(script), *args], env=recipe_env(**env), capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd or ROOT)
 
 
-def compose_trainer(overrides: list[str]):
-    with initialize_config_module(config_module="etr_verl.hydra_configs", version_base=None):
-        return compose(config_name="etr_trainer", overrides=overrides)
+def resolved(stdout: str) -> dict:
+    return yaml.safe_load(stdout.split(RESOLVED_CONFIG_MARKER + "\n", 1)[1])
+
+
+def fake_verl(tmp_path: Path, version: str) -> str:
+    """A PYTHONPATH entry on which importlib.metadata finds verl ``version`` first: the environment of a user who
+    installed another verl, as the pin check sees it (nothing else imports it: the check runs before verl)."""
+    dist_info = tmp_path / "fake-verl" / f"verl-{version}.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: verl\nVersion: {version}\n")
+    return str(dist_info.parent)
 
 
 @pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -66,154 +69,143 @@ def test_shell_scripts_parse_and_pass_shellcheck(script):
     assert result.returncode == 0, result.stdout
 
 
-@pytest.mark.parametrize("model,algo", RECIPE_RUNS)
-def test_every_recipe_composes_and_validates(tmp_path, model, algo, capsys):
-    overrides = recorded_arguments(tmp_path, RECIPES / model / "train.sh", ALGO=algo, NNODES="4")
-    config = compose_trainer(overrides)
-    run(config, dry_run=True)  # etr_verl.main's dry run: resolve + every driver-side check, no Ray
-    assert "passed every driver-side check" in capsys.readouterr().out
-    actor = config.actor_rollout_ref.actor
-    assert actor.policy_loss.loss_mode == ("etr" if algo.startswith("etr") else "vanilla")
-    assert config.trainer.nnodes == 4 and config.trainer.n_gpus_per_node == 8
-    # settings where clipping binds, and the issue's conventions
-    assert config.data.train_batch_size // actor.ppo_mini_batch_size >= 2
-    assert actor.entropy_coeff == 0 and actor.loss_agg_mode == "token-mean" and not actor.use_kl_loss
-    assert config.reward.reward_manager.name == "naive" and config.actor_rollout_ref.rollout.name == "vllm"
-    assert config.algorithm.etr.reward_low == -1  # the default train set, DAPO-Math-17k, is graded -1/+1
-    assert config.actor_rollout_ref.rollout.val_kwargs.n == 32
-    assert list(config.data.val_files) == [f"{DATA_DIR}/aime24.parquet", f"{DATA_DIR}/aime25.parquet",
-                                           f"{DATA_DIR}/math500.parquet"]
-    assert config.ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES == "etr_verl.plugin"
+def test_launchers_hold_no_hyperparameter():
+    """Every hyperparameter lives in hydra_configs/: no launcher sets a Hydra key of the trainer's config."""
+    for script in SHELL_SCRIPTS + [RECIPES / "common" / "lib.sh"]:
+        text = "\n".join(line for line in script.read_text().splitlines() if not line.lstrip().startswith("#"))
+        for key in ("optim.lr", "train_batch_size", "rollout.n=", "clip_ratio", "total_training_steps=", "val_kwargs"):
+            assert key not in text, (script.name, key)
 
 
-def test_recipes_of_one_model_differ_only_in_the_algorithm(tmp_path):
-    runs = {algo: recorded_arguments(tmp_path, RECIPES / "qwen2_5_math_7b" / "train.sh", ALGO=algo)
-            for algo in ("grpo", "dapo", "etr", "etr_micro", "etr_macro")}
-    def varying(args):
-        return {a for a in args if a.startswith(("algo=", "trainer.experiment_name=", "trainer.default_local_dir="))}
-    base = set(runs["etr"]) - varying(runs["etr"])
-    for args in runs.values():
-        assert set(args) - varying(args) == base
-
-
-def test_math_train_set_switches_the_reward_range(tmp_path):
-    args = recorded_arguments(tmp_path, RECIPES / "qwen3_8b_base" / "train.sh", TRAIN_SET="math")
-    assert "algorithm.etr.reward_low=0" in args and f"data.train_files={DATA_DIR}/math_train.parquet" in args
-
-
-def test_logger_switch_is_one_variable(tmp_path):
-    args = recorded_arguments(tmp_path, RECIPES / "qwen3_8b_base" / "train.sh", LOGGER="console,tensorboard")
-    assert 'trainer.logger=["console","tensorboard"]' in args
-    config = compose_trainer(args)
-    assert list(config.trainer.logger) == ["console", "tensorboard"]
-
-
-def test_real_dry_run_prints_the_submit_command_and_the_resolved_config():
-    """The whole dry run with the real interpreter: a `ray job submit` command (nothing is sent) + the config."""
-    result = subprocess.run(
-        ["bash", str(RECIPES / "llama3_1_8b_instruct" / "train.sh"), "--dry-run", "trainer.total_training_steps=7"],
-        env=recipe_env(PYTHON=sys.executable, RAY_ADDRESS="http://127.0.0.1:8265"),
-        capture_output=True, text=True, timeout=180, cwd=ROOT,
-    )
+@pinned_verl_only
+def test_train_dry_run_from_any_directory_prints_the_resolved_experiment(tmp_path):
+    result = launch(TRAIN, "qwen3_8b_base_math", "algo=dapo", "profile=4x8", "trainer.total_training_steps=7",
+                    "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
-    command = out.splitlines()[1]
-    assert command.startswith(f"{VENV_BIN / 'ray'} job submit --address http://127.0.0.1:8265 --runtime-env-json")
-    assert "VERL_USE_EXTERNAL_MODULES" in command and "-- python3 -m etr_verl.main algo=etr" in command
-    config = yaml.safe_load(out.split(RESOLVED_CONFIG_MARKER + "\n", 1)[1])
-    assert config["trainer"]["total_training_steps"] == 7  # the extra override came last and won
-    assert config["actor_rollout_ref"]["model"]["path"] == "meta-llama/Llama-3.1-8B-Instruct"
-    assert config["actor_rollout_ref"]["actor"]["policy_loss"]["loss_mode"] == "etr"
+    assert "-m etr_verl.main experiment=qwen3_8b_base_math algo=dapo" in result.stderr  # the command, echoed
+    config = resolved(result.stdout)
+    assert config["trainer"]["total_training_steps"] == 7 and config["trainer"]["nnodes"] == 4
+    assert config["actor_rollout_ref"]["actor"]["clip_ratio_high"] == 0.28
+    assert config["trainer"]["experiment_name"] == "qwen3-8b-base-math-dapo"
+    assert sorted(tmp_path.iterdir()) == [], "a dry run wrote files"
 
 
-def test_local_wandb_run_without_a_key_fails_before_python(tmp_path):
-    result = subprocess.run(["bash", str(RECIPES / "qwen3_8b_base" / "train.sh")],
-                            env=recipe_env(PYTHON="/nonexistent/python", LOGGER="console,wandb"),
-                            capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2 and "WANDB_API_KEY is not set" in result.stderr
+def test_the_experiment_is_named_first_and_must_exist(tmp_path):
+    for args, message in [((), "name the experiment first"), (("algo=etr",), "name the experiment first"),
+                          (("qwen3_8b_dapo17k",), "no experiment 'qwen3_8b_dapo17k' in hydra_configs/experiment/")]:
+        result = launch(TRAIN, *args, PYTHON="/nonexistent/python")
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert "qwen3_8b_base_dapo17k" in result.stderr  # the experiments there are listed
 
 
-@pytest.mark.parametrize("variable,value,message", [
-    ("LOGGER", "console,wandbb", "unknown logger 'wandbb'"),
-    ("ALGO", "ppo", "ALGO=ppo: not an algorithm preset"),
-])
-def test_bad_recipe_variables_are_named(tmp_path, variable, value, message):
-    result = subprocess.run(["bash", str(RECIPES / "qwen3_8b_base" / "train.sh")],
-                            env=recipe_env(DRY_RUN="1", PYTHON="/nonexistent/python", **{variable: value}),
-                            capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+def test_the_pin_check_refuses_another_verl_with_the_install_line(tmp_path):
+    other = "0.9.0" if PINNED_VERL != "0.9.0" else "0.8.0"
+    pythonpath = fake_verl(tmp_path, other)
+    result = launch(TRAIN, "qwen3_8b_base_dapo17k", "--dry-run", PYTHONPATH=pythonpath)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"pinned to verl {PINNED_VERL}" in result.stderr and f"has verl {other}" in result.stderr
+    assert f'pip install "verl[vllm]=={PINNED_VERL}"' in result.stderr
+    assert RESOLVED_CONFIG_MARKER not in result.stdout  # nothing ran
+    submitted = launch(SUBMIT, "qwen3_8b_base_dapo17k", PYTHONPATH=pythonpath, RAY_ADDRESS="http://127.0.0.1:9")
+    assert submitted.returncode == 2 and f"pinned to verl {PINNED_VERL}" in submitted.stderr
 
 
+@pinned_verl_only
+def test_the_pin_check_can_be_overridden_loudly(tmp_path):
+    result = launch(TRAIN, "qwen3_8b_base_dapo17k", "--dry-run", PYTHONPATH=fake_verl(tmp_path, "0.9.0"),
+                    ETR_RECIPE_ALLOW_OTHER_VERL="1")
+    assert result.returncode == 0 and "this run is not a reproduction" in result.stderr
+
+
+@pytest.mark.skipif(metadata.version("verl") == PINNED_VERL, reason="this venv has the pinned verl")
+def test_the_pin_check_refuses_this_environment():
+    """In the venvs of the other supported verl releases (make test-versions): the real mismatch."""
+    result = launch(TRAIN, "qwen3_8b_base_dapo17k", "--dry-run")
+    assert result.returncode == 2 and f"has verl {metadata.version('verl')}" in result.stderr
+
+
+@pinned_verl_only
+def test_submit_dry_run_prints_the_job_and_a_runtime_env_without_secrets(tmp_path):
+    result = launch(SUBMIT, "llama3_1_8b_instruct_dapo17k", "algo=etr", "profile=4x8", "--dry-run",
+                    RAY_ADDRESS="http://127.0.0.1:8265", WANDB_API_KEY="secret-key-123", TMPDIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    command = result.stdout.splitlines()[1]
+    assert command.startswith(f"{VENV_BIN / 'ray'} job submit --address http://127.0.0.1:8265 --runtime-env ")
+    assert command.endswith("--no-wait -- bash recipes/train.sh llama3_1_8b_instruct_dapo17k algo=etr profile=4x8 ")
+    runtime_env = yaml.safe_load(result.stderr.split("[etr-recipe] runtime env: ", 1)[1].splitlines()[0])
+    assert runtime_env["working_dir"] == str(ROOT)
+    assert runtime_env["env_vars"]["VERL_USE_EXTERNAL_MODULES"] == "etr_verl.plugin"
+    assert runtime_env["env_vars"]["WANDB_API_KEY"] == "<from the environment>"
+    assert "secret-key-123" not in result.stdout + result.stderr
+    assert "HF_TOKEN" not in runtime_env["env_vars"]  # not set here: not sent
+    assert not list(tmp_path.glob("etr-runtime-env*")), "the runtime env file (it holds the secrets) was left behind"
+    assert resolved(result.stdout)["trainer"]["nnodes"] == 4
+
+
+def test_submit_needs_an_address():
+    result = launch(SUBMIT, "qwen3_8b_base_dapo17k")
+    assert result.returncode == 2 and "RAY_ADDRESS is not set" in result.stderr and "recipes/train.sh" in result.stderr
+
+
+@pinned_verl_only
+def test_submit_checks_the_config_then_the_address_in_seconds():
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"http://127.0.0.1:{port}"
+    bad = launch(SUBMIT, "qwen3_8b_base_dapo17k", "actor_rollout_ref.actor.policy_loss.etr_factor_max=9",
+                 RAY_ADDRESS=address)
+    assert bad.returncode == 2 and "factor_max" in bad.stderr and "nothing was submitted" in bad.stderr
+    assert "does not answer" not in bad.stderr
+    start = time.monotonic()
+    result = launch(SUBMIT, "qwen3_8b_base_dapo17k", RAY_ADDRESS=address)
+    assert result.returncode == 2 and f"RAY_ADDRESS={address} does not answer" in result.stderr
+    assert time.monotonic() - start < 60 and "Traceback" not in result.stderr, result.stderr[-2000:]
+
+
+@pinned_verl_only
+def test_a_missing_ray_cli_is_named_with_the_fix(tmp_path):
+    bare_path = "/usr/bin:/bin"
+    if shutil.which("ray", path=bare_path):
+        pytest.skip("this machine has a system-wide ray CLI")
+    python = tmp_path / "python"  # this venv's interpreter, in a directory without the ray CLI
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    result = launch(SUBMIT, "qwen3_8b_base_dapo17k", RAY_ADDRESS="http://127.0.0.1:8265", PATH=bare_path,
+                    PYTHON=str(python))
+    assert result.returncode == 2 and "the ray CLI is found neither on PATH nor beside PYTHON" in result.stderr
+
+
+@pinned_verl_only
 def test_eval_dry_run_merges_verl_checkpoints_and_validates_only(tmp_path):
     checkpoint = tmp_path / "global_step_5"
     (checkpoint / "actor").mkdir(parents=True)
-    argv = recorded_arguments(tmp_path, RECIPES / "eval" / "evaluate_checkpoint.sh", CKPT=str(checkpoint))
-    assert f"actor_rollout_ref.model.path={checkpoint}/actor/huggingface_merged" in argv
-    assert argv[-1] == "trainer.val_only=true"
-    run(compose_trainer(argv), dry_run=True)
+    result = launch(EVALUATE, "qwen2_5_math_7b_dapo17k", "paths.data_dir=/shared/data", "--dry-run",
+                    CKPT=str(checkpoint))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "would merge the checkpoint first" in result.stdout and "verl.model_merger merge" in result.stdout
+    config = resolved(result.stdout)
+    assert config["actor_rollout_ref"]["model"]["path"] == f"{checkpoint}/actor/huggingface_merged"
+    assert config["trainer"]["val_only"] is True and config["trainer"]["resume_mode"] == "disable"
+    assert config["data"]["train_files"] == config["data"]["val_files"]  # verl reads a train set even for val_only
+    assert config["actor_rollout_ref"]["rollout"]["val_kwargs"] == {  # the experiment's protocol
+        **config["actor_rollout_ref"]["rollout"]["val_kwargs"], "n": 32, "temperature": 1.0, "top_p": 0.7}
+    assert config["data"]["max_response_length"] == 3072  # the length it was trained with
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["actor"], "a dry run wrote files"
 
 
 @pytest.mark.parametrize("ckpt", ["{tmp}/global_step_5_typo", "./ckpts/global_step_3", "{tmp}/no/such/model"])
 def test_eval_with_a_missing_local_checkpoint_fails_at_once_and_writes_nothing(tmp_path, ckpt):
     ckpt = ckpt.format(tmp=tmp_path)
-    result = subprocess.run(["bash", str(RECIPES / "eval" / "evaluate_checkpoint.sh")],
-                            env=recipe_env(DRY_RUN="1", CKPT=ckpt, PYTHON="/nonexistent/python"),
-                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    result = launch(EVALUATE, "qwen3_8b_base_dapo17k", "--dry-run", cwd=tmp_path, CKPT=ckpt,
+                    PYTHON="/nonexistent/python")
     assert result.returncode == 2 and f"CKPT={ckpt} does not exist" in result.stderr, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "the dry run created files"
 
 
+@pinned_verl_only
 def test_eval_dry_run_of_a_hub_model_writes_nothing(tmp_path):
-    argv = recorded_arguments(tmp_path, RECIPES / "eval" / "evaluate_checkpoint.sh", CKPT="Qwen/Qwen2.5-Math-7B")
-    assert "actor_rollout_ref.model.path=Qwen/Qwen2.5-Math-7B" in argv
-    assert not (tmp_path / "Qwen").exists() and not Path("Qwen").exists()
-
-
-@pytest.mark.parametrize(("variable", "value", "message"), [
-    ("TRAIN_FILE", "/no/such/dapo_train.parquet", "data file /no/such/dapo_train.parquet does not exist"),
-    ("TEST_FILE", "[/no/such/aime24.parquet]", "data file /no/such/aime24.parquet does not exist"),
-    ("MODEL_PATH", "/no/such/model", "MODEL_PATH=/no/such/model does not exist"),
-])
-def test_a_local_dry_run_checks_its_data_and_model(variable, value, message):
-    result = subprocess.run(["bash", str(RECIPES / "qwen3_8b_base" / "train.sh")],
-                            env=recipe_env(DRY_RUN="1", PYTHON="/nonexistent/python", **{variable: value}),
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and message in result.stderr, result.stderr
-    # submitted to a cluster, the files live there: nothing to check here
-    remote = subprocess.run(["bash", str(RECIPES / "qwen3_8b_base" / "train.sh")],
-                            env=recipe_env(DRY_RUN="1", RAY_ADDRESS="http://127.0.0.1:1", **{variable: value}),
-                            capture_output=True, text=True, timeout=120)
-    assert message not in remote.stderr
-
-
-def test_an_unreachable_ray_address_fails_in_seconds():
-    import socket
-    import time
-
-    with socket.socket() as probe:  # a loopback port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    start = time.monotonic()
-    result = subprocess.run(["bash", str(RECIPES / "qwen3_8b_base" / "train.sh")],
-                            env=recipe_env(PYTHON=sys.executable, RAY_ADDRESS=f"http://127.0.0.1:{port}"),
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and f"RAY_ADDRESS=http://127.0.0.1:{port} does not answer" in result.stderr
-    assert time.monotonic() - start < 45 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    # a config that does not validate is reported first, before the address is tried
-    bad = subprocess.run(["bash", str(RECIPES / "qwen3_8b_base" / "train.sh"),
-                          "actor_rollout_ref.actor.policy_loss.etr_factor_max=9"],
-                         env=recipe_env(PYTHON=sys.executable, RAY_ADDRESS=f"http://127.0.0.1:{port}"),
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "factor_max" in bad.stderr and "nothing was submitted" in bad.stderr
-    assert "does not answer" not in bad.stderr
-
-
-def test_a_missing_ray_cli_is_named_with_the_fix(tmp_path):
-    bare_path = "/usr/bin:/bin"
-    if shutil.which("ray", path=bare_path):
-        pytest.skip("this machine has a system-wide ray CLI")
-    env = recipe_env(DRY_RUN="1", PYTHON="/usr/bin/python3", RAY_ADDRESS="http://127.0.0.1:8265")
-    env["PATH"] = bare_path
-    result = subprocess.run(["bash", str(RECIPES / "qwen3_8b_base" / "train.sh")], env=env, capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 2 and "the ray CLI is found neither on PATH nor beside PYTHON" in result.stderr
+    result = launch(EVALUATE, "qwen2_5_math_7b_dapo17k", "--dry-run", cwd=tmp_path, CKPT="Qwen/Qwen2.5-Math-7B")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert resolved(result.stdout)["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen2.5-Math-7B"
+    assert sorted(tmp_path.iterdir()) == []

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Submit one of the paper's experiments to a Ray cluster with `ray job submit` (docs/recipes.md, section 3).
+#
+#   export RAY_ADDRESS=http://HEAD:8265      # the cluster's job server
+#   bash recipes/submit.sh EXPERIMENT [Hydra overrides...] [--dry-run]
+#   bash recipes/submit.sh qwen3_8b_base_dapo17k algo=etr profile=4x8 paths.data_dir=/shared/data/etr
+#   bash recipes/submit.sh qwen3_8b_base_dapo17k algo=etr --dry-run   # the submit command and resolved config only
+#
+# Here, before anything is sent: the verl pin, the config composed and validated by `etr_verl.main --dry-run` (a bad
+# override fails in seconds, not on the cluster), and the job server answering. On the cluster the job runs
+# `bash recipes/train.sh EXPERIMENT overrides...` in this checkout, uploaded as the working directory, with
+# recipes/runtime_env.yaml plus the secrets listed in SECRETS below, read from this shell's environment (never
+# from a file of the repository or a command-line flag). SUBMIT_WAIT=1 follows the job's logs (default: --no-wait).
+set -euo pipefail
+# shellcheck source=recipes/common/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common/lib.sh"
+
+SECRETS=(WANDB_API_KEY HF_TOKEN)  # passed to the job when set here
+
+etr_parse_command_line "$@"
+[[ -n "${RAY_ADDRESS:-}" ]] ||
+  etr_fail "RAY_ADDRESS is not set: export the cluster's job server (e.g. RAY_ADDRESS=http://HEAD:8265); to run on this node use recipes/train.sh"
+etr_check_verl_pin
+
+# the ray CLI: on PATH, or beside PYTHON (a venv that is not activated)
+ray_cli=$(command -v ray 2>/dev/null || true)
+if [[ -z "$ray_cli" && -x "$(dirname "$(command -v "$PYTHON")")/ray" ]]; then ray_cli="$(dirname "$(command -v "$PYTHON")")/ray"; fi
+[[ -n "$ray_cli" ]] ||
+  etr_fail "the ray CLI is found neither on PATH nor beside PYTHON=$PYTHON; activate the environment where etr-verl is installed, or set PYTHON to its interpreter"
+
+# recipes/runtime_env.yaml + working_dir + the secrets that are set, in a file only this user can read (removed on exit)
+runtime_env=$(mktemp -t etr-runtime-env.XXXXXX.yaml)
+trap 'rm -f "$runtime_env"' EXIT
+"$PYTHON" - "$ETR_REPO_ROOT" "$runtime_env" "${SECRETS[@]}" <<'PY'
+import json, os, sys
+import yaml
+
+root, out, secrets = sys.argv[1], sys.argv[2], sys.argv[3:]
+env = yaml.safe_load(open(os.path.join(root, "recipes", "runtime_env.yaml")))
+env["working_dir"] = root
+env["env_vars"].update({name: os.environ[name] for name in secrets if os.environ.get(name)})
+with open(out, "w") as handle:
+    json.dump(env, handle)
+shown = {**env, "env_vars": {k: ("<from the environment>" if k in secrets else v) for k, v in env["env_vars"].items()}}
+print("[etr-recipe] runtime env: " + json.dumps(shown), file=sys.stderr)
+PY
+
+wait_flag=(--no-wait)
+[[ "${SUBMIT_WAIT:-0}" == 1 ]] && wait_flag=()
+job=("$ray_cli" job submit --address "$RAY_ADDRESS" --runtime-env "$runtime_env" "${wait_flag[@]}"
+  -- bash recipes/train.sh "$ETR_EXPERIMENT" "${ETR_OVERRIDES[@]}")
+etr_train_command
+if [[ "$ETR_DRY_RUN" == 1 ]]; then
+  echo "# etr-recipe dry run. Would submit:"
+  printf '%q ' "${job[@]}"
+  echo
+  "${ETR_TRAIN_COMMAND[@]}" --dry-run  # not exec: the EXIT trap removes the runtime env file
+  exit 0
+fi
+"${ETR_TRAIN_COMMAND[@]}" --dry-run >/dev/null ||
+  etr_fail "the config does not pass etr_verl.main's checks (above); nothing was submitted"
+"$PYTHON" - "$RAY_ADDRESS" <<'PY' ||
+import sys
+import urllib.request
+
+address = sys.argv[1]
+if address.startswith(("http://", "https://")):
+    try:
+        urllib.request.urlopen(address.rstrip("/") + "/api/version", timeout=5)
+    except Exception as error:  # one line, not a traceback: the message below says what to do
+        sys.exit(f"[etr-recipe] {address}: {error}")
+PY
+  etr_fail "RAY_ADDRESS=$RAY_ADDRESS does not answer within 5 s: start the cluster's head (ray start --head --dashboard-host=...) or fix the address (the job server, usually http://HEAD:8265)"
+echo "[etr-recipe] $(printf '%q ' "${job[@]}")" >&2
+"${job[@]}"
