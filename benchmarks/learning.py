@@ -8,6 +8,7 @@ over seeds (mean and spread) into a markdown table and PNG plots.
 
     python benchmarks/learning.py                      # the documented full run (docs/benchmarks.md)
     python benchmarks/learning.py --quick              # CI smoke: one ETR run of 2 steps, same pipeline
+    python benchmarks/learning.py --arms grpo,etr,etr_linear,etr_upper --seeds 0,1,2   # any algo= preset is an arm
     python benchmarks/learning.py --arm etr_a2=etr:etr_alpha=2.0 --arms etr_a2   # an extra coefficient arm
     python benchmarks/learning.py --report-only        # re-aggregate the runs already on disk
 
@@ -30,7 +31,10 @@ from etr_verl.demo.task import build_task
 
 ACTOR = "actor_rollout_ref.actor"
 ACTOR_KEYS = ("clip_ratio_low", "clip_ratio_high")  # for controls, e.g. GRPO with ETR's mean clip range
-PRESETS = ("grpo", "dapo", "etr", "etr_micro", "etr_macro")
+PRESETS = ("grpo", "dapo", "etr", "etr_micro", "etr_macro")  # the default arms
+# every algo= preset is an arm by its name, the readings of docs/algorithm.md (2b) included: --arms etr,etr_linear
+ALL_PRESETS = tuple(sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "etr_verl" / "hydra_configs" / "algo")
+                           .glob("*.yaml")))
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,8 @@ def parse_arm(text: str) -> Arm:
         raise ValueError(f"--arm {text!r}: expected NAME=PRESET[:key=value,...], e.g. etr_a2=etr:etr_alpha=2.0")
     name, spec = text.split("=", 1)
     preset, _, rest = spec.partition(":")
-    if preset not in PRESETS:
-        raise ValueError(f"--arm {text!r}: unknown preset {preset!r}; choose from {PRESETS}")
+    if preset not in ALL_PRESETS:
+        raise ValueError(f"--arm {text!r}: unknown preset {preset!r}; choose from {ALL_PRESETS}")
     overrides = {}
     for item in filter(None, rest.split(",")):
         key, sep, value = item.partition("=")
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
                              "machine with other work)")
     args = parser.parse_args(argv)
 
-    defined = {name: Arm(name, name) for name in PRESETS}
+    defined = {name: Arm(name, name) for name in ALL_PRESETS}
     try:
         defined.update({arm.name: arm for arm in map(parse_arm, args.arm)})
     except ValueError as error:

@@ -13,6 +13,7 @@ from etr_verl.adapters.loss_config import (
     POLICY_LOSS_TARGET,
     EtrAlgorithmConfig,
     EtrPolicyLossConfig,
+    InertReadingWarning,
     etr_policy_loss_config,
 )
 from etr_verl.registration import register
@@ -23,6 +24,7 @@ __all__ = [
     "POLICY_LOSS_TARGET",
     "EtrAlgorithmConfig",
     "EtrPolicyLossConfig",
+    "InertReadingWarning",
     "etr_policy_loss_config",
 ]
 

@@ -4,10 +4,14 @@ This module imports nothing from verl, so it can be read (and tested) on its own
 ``etr_verl.adapters``. Notation, for response ``i`` of prompt group ``g`` (token ``t``)::
 
     ratio_it  = exp(clamp(logp_it - oldlogp_it, -20, 20))
-    m_i       = clamp(|A_i|, adv_min, adv_max) ** alpha              # micro factor (alpha = 0 -> 1)
-    w_g       = (v_g / v_max) ** beta                                # macro weight (beta = 0 -> 1)
-    f_i       = clamp(m_i * w_g, factor_min, factor_max)             # elastic factor of the response
-    eps_low_i = eps_low * f_i ;  eps_high_i = eps_high * f_i
+    a_i       = clamp(|A_i|, adv_min, adv_max)
+    m_i       = a_i ** alpha                 (micro_form power, default)    # micro factor (alpha = 0 -> 1)
+              | 1 + alpha * a_i              (micro_form linear: never narrows)
+              | 1 + alpha * tanh(a_i)        (micro_form tanh: saturates at 1 + alpha)
+    w_g       = lam + (1 - lam) * (v_g / v_max) ** beta                     # macro weight (beta = 0 -> 1)
+    f_i       = clamp(m_i * w_g, factor_min, factor_max)    (combine multiply, default)
+              | clamp(1 + (m_i - 1) + (w_g - 1), ...)       (combine add: around the static range)
+    eps_low_i = eps_low * f_i ;  eps_high_i = eps_high * f_i   (bounds both, default; upper / lower: one of them)
     loss_it   = max(-A_i * ratio_it, -A_i * clamp(ratio_it, 1 - eps_low_i, 1 + eps_high_i))
     loss_it   = min(loss_it, -A_i * clip_ratio_c)   if A_i < 0        # verl's dual-clip
 
@@ -33,6 +37,9 @@ LOG_RATIO_CLAMP = 20.0
 """``|log pi - log pi_old|`` is clamped to this before ``exp``, as verl does."""
 
 MACRO_SOURCES = ("auto", "driver", "advantages")
+MICRO_FORMS = ("power", "linear", "tanh")
+COMBINATIONS = ("multiply", "add")
+MOVING_BOUNDS = ("both", "upper", "lower")
 
 
 class ETRInputError(ValueError):
@@ -46,13 +53,19 @@ class ETRInputError(ValueError):
 
 @dataclass(frozen=True)
 class ElasticityCoefficients:
-    """The knobs of the elastic factor ``f_i = clamp(clamp(|A_i|, adv_min, adv_max)**alpha * w_g, f_min, f_max)``.
+    """The knobs of the elastic factor ``f_i`` (module docstring): one reading of the paper per setting.
 
     Attributes:
-        alpha: micro elasticity, exponent on the advantage magnitude. ``>= 0``; 0 switches micro off.
+        alpha: micro elasticity, the strength of the advantage-magnitude term. ``>= 0``; 0 switches micro off.
         beta: macro elasticity, exponent on the group's variance ratio. ``>= 0``; 0 switches macro off.
-        adv_min, adv_max: ``|A_i|`` is clamped to ``[adv_min, adv_max]`` before the exponent.
+        adv_min, adv_max: ``|A_i|`` is clamped to ``[adv_min, adv_max]`` before the micro form.
         factor_min, factor_max: the factor is clamped to ``[factor_min, factor_max]``.
+        micro_form: ``power`` (``a ** alpha``), ``linear`` (``1 + alpha a``) or ``tanh`` (``1 + alpha tanh a``).
+        macro_floor: ``lam`` in ``[0, 1]``: the macro weight is ``lam + (1 - lam) (v/v_max) ** beta``, so that a
+            skewed or zero-variance group keeps a share ``lam`` of the budget. 0: today's ``(v/v_max) ** beta``.
+        combine: ``multiply`` (``m w``) or ``add`` (``1 + (m - 1) + (w - 1)``).
+        bounds: which clip bounds the factor scales: ``both``, ``upper`` (``eps_high`` only: elastic room for
+            ``A > 0`` only, as clip-higher) or ``lower`` (``eps_low`` only: for ``A < 0`` only).
     """
 
     alpha: float = 0.0
@@ -61,9 +74,14 @@ class ElasticityCoefficients:
     adv_max: float = math.inf
     factor_min: float = 1.0
     factor_max: float = 1.0
+    micro_form: str = "power"
+    macro_floor: float = 0.0
+    combine: str = "multiply"
+    bounds: str = "both"
 
     def __post_init__(self) -> None:
         validate_coefficients(self.alpha, self.beta, self.adv_min, self.adv_max, self.factor_min, self.factor_max)
+        validate_reading(self.alpha, self.beta, self.micro_form, self.macro_floor, self.combine, self.bounds)
 
     @property
     def micro_on(self) -> bool:
@@ -100,6 +118,30 @@ def validate_coefficients(
         raise bad("factor_min", factor_min, "it must be a finite number >= 0")
     if not (isinstance(factor_max, (int, float)) and math.isfinite(factor_max) and factor_max >= factor_min):
         raise bad("factor_max", factor_max, f"it must be finite and >= factor_min={factor_min!r}")
+
+
+def validate_reading(
+    alpha: float, beta: float, micro_form: str, macro_floor: float, combine: str, bounds: str, prefix: str = ""
+) -> list[str]:
+    """The reading's keys are known values (else :class:`ETRInputError`); returns one message per key that is
+    inert with the levels switched off (a reading that silently equals another is a wasted run; the config warns
+    with these). ``prefix`` is the config path to name."""
+    for name, value, allowed in (("micro_form", micro_form, MICRO_FORMS), ("combine", combine, COMBINATIONS),
+                                 ("bounds", bounds, MOVING_BOUNDS)):
+        if value not in allowed:
+            raise ETRInputError(f"{prefix}{name}={value!r} is not one of {allowed}.")
+    if not (isinstance(macro_floor, (int, float)) and not isinstance(macro_floor, bool) and 0.0 <= macro_floor <= 1.0):
+        raise ETRInputError(f"{prefix}macro_floor={macro_floor!r} is out of range: it must be in [0, 1].")
+    inert = []
+    if alpha == 0 and micro_form != "power":
+        inert.append(f"{prefix}micro_form={micro_form!r} does nothing with {prefix}alpha=0 (micro level off)")
+    if beta == 0 and macro_floor != 0:
+        inert.append(f"{prefix}macro_floor={macro_floor!r} does nothing with {prefix}beta=0 (macro level off)")
+    if combine != "multiply" and (alpha == 0 or beta == 0):
+        inert.append(f"{prefix}combine={combine!r} equals 'multiply' unless both levels are on (alpha, beta > 0)")
+    if bounds != "both" and alpha == 0 and beta == 0:
+        inert.append(f"{prefix}bounds={bounds!r} does nothing with both levels off")
+    return [f"{message}: remove the key or switch its level on" for message in inert]
 
 
 def validate_clip_range(eps_low: float, eps_high: float, factor_max: float, prefix: str = "") -> None:
@@ -157,23 +199,35 @@ def response_has_tokens(response_mask: torch.Tensor) -> torch.Tensor:
 
 
 def micro_factor(adv_magnitude: torch.Tensor, coeffs: ElasticityCoefficients) -> torch.Tensor:
-    """``m_i = clamp(|A_i|, adv_min, adv_max) ** alpha``; ``(bs,)`` fp32 -> ``(bs,)`` fp32 (1 when alpha = 0)."""
+    """The micro factor of ``a_i = clamp(|A_i|, adv_min, adv_max)``, by ``coeffs.micro_form``:
+    ``power``: ``a ** alpha``; ``linear``: ``1 + alpha a``; ``tanh``: ``1 + alpha tanh(a)``.
+
+    ``(bs,)`` fp32 -> ``(bs,)`` fp32; exactly 1 when ``alpha = 0`` (every form).
+    """
     magnitude = adv_magnitude.float()
     if coeffs.adv_min > 0 or coeffs.adv_max < math.inf:  # |A| >= 0 already: [0, inf] is the identity (NaN kept)
         magnitude = magnitude.clamp(min=coeffs.adv_min, max=coeffs.adv_max)
+    if coeffs.micro_form == "linear":
+        return 1.0 + coeffs.alpha * magnitude
+    if coeffs.micro_form == "tanh":
+        return 1.0 + coeffs.alpha * torch.tanh(magnitude)
     return magnitude if coeffs.alpha == 1.0 else torch.pow(magnitude, coeffs.alpha)
 
 
 def macro_weight(variance_ratio: torch.Tensor, coeffs: ElasticityCoefficients) -> torch.Tensor:
-    """``w_g = (v_g / v_max) ** beta``; ``(bs,)`` variance ratios in ``[0, 1]`` -> ``(bs,)`` fp32."""
-    return torch.pow(variance_ratio.float().clamp(min=0.0, max=1.0), coeffs.beta)
+    """``w_g = lam + (1 - lam) (v_g / v_max) ** beta`` (``lam = macro_floor``; 0: ``(v_g / v_max) ** beta``);
+    ``(bs,)`` variance ratios in ``[0, 1]`` -> ``(bs,)`` fp32, in ``[lam, 1]``."""
+    weight = torch.pow(variance_ratio.float().clamp(min=0.0, max=1.0), coeffs.beta)
+    if coeffs.macro_floor:
+        weight = coeffs.macro_floor + (1.0 - coeffs.macro_floor) * weight
+    return weight
 
 
 @torch.no_grad()
 def elastic_factor(
     adv_magnitude: torch.Tensor, variance_ratio: Optional[torch.Tensor], coeffs: ElasticityCoefficients
 ) -> torch.Tensor:
-    """``f_i = clamp(m_i * w_g, factor_min, factor_max)``.
+    """``f_i = clamp(m_i * w_g, factor_min, factor_max)`` (``combine=add``: ``clamp(m_i + w_g - 1, ...)``).
 
     Args:
         adv_magnitude: ``(bs,)`` ``|A_i|``.
@@ -187,15 +241,17 @@ def elastic_factor(
     if coeffs.macro_on:
         if variance_ratio is None:
             raise ETRInputError("macro elasticity is on (beta > 0) but no group variance ratio was given.")
-        factor = factor * macro_weight(variance_ratio, coeffs)
+        weight = macro_weight(variance_ratio, coeffs)
+        factor = factor + (weight - 1.0) if coeffs.combine == "add" else factor * weight
     return factor.clamp(min=coeffs.factor_min, max=coeffs.factor_max)
 
 
 @torch.no_grad()
 def clip_bounds(
-    factor: torch.Tensor, eps_low: float, eps_high: float, dtype: torch.dtype
+    factor: torch.Tensor, eps_low: float, eps_high: float, dtype: torch.dtype, bounds: str = "both"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-response ratio bounds ``(1 - eps_low * f_i, 1 + eps_high * f_i)``.
+    """Per-response ratio bounds ``(1 - eps_low * f_i, 1 + eps_high * f_i)``; ``bounds=upper`` scales only
+    ``eps_high`` (the lower bound stays ``1 - eps_low``), ``bounds=lower`` only ``eps_low``.
 
     Computed in fp64 and rounded once to ``dtype`` (the ratio's), which is how ``torch.clamp`` rounds a Python
     float bound: with ``f_i = 1`` the bounds are bit-identical to a static ``[1 - eps_low, 1 + eps_high]``.
@@ -207,7 +263,10 @@ def clip_bounds(
         lower, upper: ``(bs, 1)`` in ``dtype``, ready to broadcast over tokens.
     """
     f64 = factor.double().unsqueeze(-1)
-    return (1.0 - eps_low * f64).to(dtype), (1.0 + eps_high * f64).to(dtype)
+    static = torch.ones_like(f64)
+    f_low = f64 if bounds in ("both", "lower") else static
+    f_high = f64 if bounds in ("both", "upper") else static
+    return (1.0 - eps_low * f_low).to(dtype), (1.0 + eps_high * f_high).to(dtype)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -92,3 +92,10 @@ def test_learning_arm_definitions_are_checked():
                          ("x=etr:lr=1", "not a key=value override")):
         with pytest.raises(ValueError, match=message):
             learning.parse_arm(bad)
+
+
+def test_every_reading_preset_can_be_named_as_a_learning_arm():
+    learning = _learning_module()
+    for name in ("etr_linear", "etr_tanh", "etr_floor", "etr_additive", "etr_upper"):
+        assert name in learning.ALL_PRESETS
+        assert learning.parse_arm(f"{name}_a={name}:etr_alpha=0.7").preset == name

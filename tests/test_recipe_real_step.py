@@ -35,8 +35,9 @@ def local_overrides(task: dict, out: Path) -> list[str]:
     ]
 
 
-TRAIN_SHRINK = ["data.train_batch_size=8", "actor_rollout_ref.rollout.n=4", "actor_rollout_ref.actor.ppo_mini_batch_size=4",
-                "trainer.total_training_steps=1", "trainer.save_freq=1"]
+TRAIN_SHRINK = ["data.train_batch_size=8", "actor_rollout_ref.rollout.n=4",
+                "actor_rollout_ref.actor.ppo_mini_batch_size=4", "trainer.total_training_steps=1",
+                "trainer.save_freq=1"]
 
 
 def user_env(**extra: str) -> dict[str, str]:

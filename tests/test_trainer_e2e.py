@@ -1,6 +1,7 @@
 """verl's real trainers with ETR on the local CPU backend: the V1 sync trainer, the V1 colocated async trainer and the
 legacy RayPPOTrainer run, ETR acts exactly in their workers, runs repeat exactly, Ray stays on loopback, and a
-checkpoint resumes at the right step. (Slowest tests of the suite: ~6 minutes.)
+checkpoint resumes at the right step; each reading preset of docs/algorithm.md (2b) trains a real step. (Slowest
+tests of the suite: ~10 minutes.)
 
 ``separate_async`` is not run here: verl refuses it with the ``naive`` checkpoint engine (it needs nccl/nixl/
 mooncake weight transfer to a separate rollout pool), the only one a CPU offers.
@@ -146,3 +147,19 @@ def test_a_successful_run_ends_without_a_teardown_traceback(first_run):
     out, _, _ = first_run
     log = (out / "first.log").read_text()
     assert "is killed by signal" not in log and "Traceback" not in log.split("Final validation metrics")[-1]
+
+
+# the readings of docs/algorithm.md, section 2b, each an algo= preset (etr, etr_micro, etr_macro run above/in the demo)
+READING_PRESETS = ("etr_linear", "etr_tanh", "etr_floor", "etr_additive", "etr_upper")
+
+
+@pytest.mark.parametrize("algo", READING_PRESETS)
+def test_each_reading_preset_trains_a_real_step(task, tmp_path, algo):
+    (row,) = _run(task, tmp_path, algo, steps=1, algo=algo)
+    for key in ETR_KEYS:
+        assert key in row and math.isfinite(row[key]), key
+    assert row["actor/etr/macro_from_driver"] == 1.0 and row["actor/grad_norm"] > 0
+    moving = "eps_high" if algo == "etr_upper" else "eps_low"  # the bound the reading scales is elastic
+    assert row[f"actor/etr/{moving}_min"] < 0.2 - 1e-6 or row[f"actor/etr/{moving}_max"] > 0.2 + 1e-6
+    if algo == "etr_upper":  # and the other one stays GRPO's
+        assert row["actor/etr/eps_low_min"] == row["actor/etr/eps_low_max"] == pytest.approx(0.2)

@@ -21,16 +21,24 @@ and smallest seed spread among the ETR variants; weak evidence, to revisit with 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from verl.workers.config import PolicyLossConfig
 
-from etr_verl.elastic import MACRO_SOURCES, ElasticityCoefficients, ETRInputError, validate_coefficients
+from etr_verl.elastic import (
+    MACRO_SOURCES,
+    ElasticityCoefficients,
+    ETRInputError,
+    validate_coefficients,
+    validate_reading,
+)
 
 POLICY_LOSS_TARGET = "etr_verl.config.EtrPolicyLossConfig"
 NON_FINITE_POLICIES = ("skip_update", "raise")
-COEFFICIENT_FIELDS = ("etr_alpha", "etr_beta", "etr_adv_min", "etr_adv_max", "etr_factor_min", "etr_factor_max")
+COEFFICIENT_FIELDS = ("etr_alpha", "etr_beta", "etr_adv_min", "etr_adv_max", "etr_factor_min", "etr_factor_max",
+                      "etr_macro_floor")
 
 
 def yaml_float(text: str, key: str) -> float:
@@ -43,7 +51,13 @@ def yaml_float(text: str, key: str) -> float:
         return float(cleaned)
     except ValueError:
         raise ETRInputError(f"{key}={text!r} is not a number (YAML spells infinity .inf).") from None
+
+
 LOSS_MODE = "etr"
+
+
+class InertReadingWarning(UserWarning):
+    """A reading key (micro form, macro floor, combination, moving bounds) changes nothing: its level is off."""
 
 
 @dataclass
@@ -61,6 +75,20 @@ class EtrPolicyLossConfig(PolicyLossConfig):
         etr_factor_min (float): lower clamp of the elastic factor ``f_i``. Default 0.5 (docs/benchmarks.md).
         etr_factor_max (float): upper clamp of ``f_i``; ``clip_ratio_low * etr_factor_max`` must stay < 1.
             Default 2.0 (docs/benchmarks.md).
+        etr_micro_form (str): the reading of the micro level (docs/algorithm.md, "The family of readings"):
+            ``power`` (default): ``clamp(|A_i|) ** alpha``, which narrows the range for ``|A_i| < 1``;
+            ``linear``: ``1 + alpha |A_i|``, widens and never narrows; ``tanh``: ``1 + alpha tanh(|A_i|)``,
+            widens and saturates at ``1 + alpha``. Needs ``etr_alpha > 0``.
+        etr_macro_floor (float): ``lam`` in ``[0, 1]``, the macro weight's floor:
+            ``w_g = lam + (1 - lam) (v_g / v_max) ** beta``, so that a skewed or zero-variance group keeps a share
+            ``lam`` of the budget. Default 0 (today's ``(v_g / v_max) ** beta``). Needs ``etr_beta > 0``.
+        etr_combine (str): how the two levels combine: ``multiply`` (default, ``f = m w``) or ``add``
+            (``f = 1 + (m - 1) + (w - 1)``, each level a deviation around the static range). ``add`` needs both
+            levels on.
+        etr_bounds (str): which clip bounds the factor scales: ``both`` (default; under PPO's min only the upper
+            bound binds for ``A > 0`` and only the lower for ``A < 0``), ``upper`` (``eps_high`` only:
+            clip-higher-like, elastic room for positive-advantage responses only) or ``lower`` (``eps_low``
+            only).
         etr_macro_source (str): where the group variance comes from. ``driver``: the exact per-group value the
             ``etr_grpo`` estimator computes in the driver from whole groups and sends in the batch's ``returns``
             (:mod:`etr_verl.adapters.macro_channel`); needs ``algorithm.adv_estimator=etr_grpo`` and
@@ -86,6 +114,10 @@ class EtrPolicyLossConfig(PolicyLossConfig):
     etr_adv_max: float = math.inf
     etr_factor_min: float = 0.5
     etr_factor_max: float = 2.0
+    etr_micro_form: str = "power"
+    etr_macro_floor: float = 0.0
+    etr_combine: str = "multiply"
+    etr_bounds: str = "both"
     etr_macro_source: str = "auto"
     etr_on_non_finite: str = "skip_update"
     etr_max_consecutive_non_finite: int = 8
@@ -104,6 +136,16 @@ class EtrPolicyLossConfig(PolicyLossConfig):
             self.etr_factor_max,
             prefix="actor_rollout_ref.actor.policy_loss.etr_",
         )
+        for message in validate_reading(
+            self.etr_alpha,
+            self.etr_beta,
+            self.etr_micro_form,
+            self.etr_macro_floor,
+            self.etr_combine,
+            self.etr_bounds,
+            prefix="actor_rollout_ref.actor.policy_loss.etr_",
+        ):
+            warnings.warn(message, InertReadingWarning, stacklevel=3)
         if self.etr_on_non_finite not in NON_FINITE_POLICIES:
             raise ETRInputError(
                 f"actor_rollout_ref.actor.policy_loss.etr_on_non_finite={self.etr_on_non_finite!r} is not one of "
@@ -129,6 +171,10 @@ class EtrPolicyLossConfig(PolicyLossConfig):
             adv_max=self.etr_adv_max,
             factor_min=self.etr_factor_min,
             factor_max=self.etr_factor_max,
+            micro_form=self.etr_micro_form,
+            macro_floor=self.etr_macro_floor,
+            combine=self.etr_combine,
+            bounds=self.etr_bounds,
         )
 
 

@@ -83,7 +83,8 @@ def compute_policy_loss_etr(
     adv_magnitude = elastic.response_advantage_magnitude(advantages, response_mask)
     variance_ratio, from_driver = _macro_signal(etr, coeffs, advantages, response_mask, config)
     factor = elastic.elastic_factor(adv_magnitude, variance_ratio, coeffs)
-    lower, upper = elastic.clip_bounds(factor, eps_low, eps_high, dtype=torch.result_type(log_prob, old_log_prob))
+    lower, upper = elastic.clip_bounds(factor, eps_low, eps_high, dtype=torch.result_type(log_prob, old_log_prob),
+                                       bounds=coeffs.bounds)
 
     terms = elastic.elastic_clipped_surrogate(old_log_prob, log_prob, advantages, lower, upper, clip_ratio_c)
     pg_losses = terms.pg_losses
@@ -305,8 +306,9 @@ def etr_metrics(
     factors = [factor[i] for i in rows] or [0.0]
     stats = {"mean": sum(factors) / n_valid, "min": min(factors), "max": max(factors)}
     metrics = {f"actor/etr/factor_{stat}": value for stat, value in stats.items()}
-    for name, eps in (("eps_low", eps_low), ("eps_high", eps_high)):
-        metrics.update({f"actor/etr/{name}_{stat}": eps * value for stat, value in stats.items()})
+    for name, eps, moves in (("eps_low", eps_low, coeffs.bounds != "upper"),
+                             ("eps_high", eps_high, coeffs.bounds != "lower")):  # a static bound: f = 1
+        metrics.update({f"actor/etr/{name}_{stat}": eps * (value if moves else 1.0) for stat, value in stats.items()})
     metrics["actor/etr/share_at_factor_floor"] = sum(factor[i] <= coeffs.factor_min for i in rows) / n_valid
     metrics["actor/etr/share_at_factor_ceiling"] = sum(factor[i] >= coeffs.factor_max for i in rows) / n_valid
     metrics["actor/etr/pg_clipfrac_adv_pos"] = pg_clipfrac - clipfrac_negative
