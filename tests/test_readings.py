@@ -114,14 +114,19 @@ def test_every_reading_is_monotone_in_the_advantage_and_bounded(coeffs, magnitud
 
 
 @settings(max_examples=150, deadline=None)
-@given(coeffs=COEFFICIENTS, p=st.floats(0.0, 1.0))
-def test_every_macro_weight_is_symmetric_largest_at_one_half_and_floored(coeffs, p):
-    def weight(q):
-        return float(macro_weight(torch.tensor([4 * q * (1 - q)]), coeffs)[0])
+@given(coeffs=COEFFICIENTS, group_size=st.integers(2, 64), data=st.data())
+def test_every_macro_weight_is_symmetric_largest_at_one_half_and_floored(coeffs, group_size, data):
+    """Pass rates of real groups, k / G: p and 1 - p = (G - k) / G give the same variance ratio bit for bit."""
+    k = data.draw(st.integers(0, group_size))
 
-    assert weight(p) == pytest.approx(weight(1 - p), abs=1e-6)
-    assert weight(p) <= weight(0.5) + 1e-6
-    assert coeffs.macro_floor - 1e-6 <= weight(p) <= 1.0 + 1e-6
+    def weight(successes):
+        p, q = successes / group_size, (group_size - successes) / group_size
+        return float(macro_weight(torch.tensor([4 * p * q]), coeffs)[0])
+
+    assert weight(k) == weight(group_size - k)
+    assert weight(k) <= weight(group_size // 2) + 1e-6 or group_size % 2  # p = 1/2 when G is even
+    assert weight(k) <= float(macro_weight(torch.tensor([1.0]), coeffs)[0]) + 1e-6  # v / v_max = 1 at p = 1/2
+    assert coeffs.macro_floor - 1e-6 <= weight(k) <= 1.0 + 1e-6
 
 
 @pytest.mark.parametrize("name", READINGS)
