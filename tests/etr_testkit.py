@@ -178,3 +178,18 @@ def user_environment():
     finally:
         if saved is not None:
             os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved
+
+
+# what the Makefile exports for the suite, or a caller's shell may hold, that a user's run must not depend on
+RUN_VARIABLES = ("RAY_ADDRESS", "WANDB_API_KEY", "DRY_RUN", "ETR_VERL_HYDRA_CONFIGS", "ETR_RECIPE_ALLOW_OTHER_VERL",
+                 "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """The environment of a subprocess run as a user runs it: this one without :data:`RUN_VARIABLES`, this venv's
+    interpreter as ``PYTHON`` (the launchers' variable), then ``extra``."""
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in RUN_VARIABLES}
+    env.update({"PYTHON": sys.executable, "PYTHONUNBUFFERED": "1", **extra})
+    return env

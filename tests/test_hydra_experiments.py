@@ -8,7 +8,6 @@ test_recipe_real_step.py."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from etr_testkit import user_env
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
@@ -159,12 +159,6 @@ def test_plus_experiment_is_read_as_experiment_and_the_search_path_is_added():
     assert overrides[-1] == f"hydra.searchpath=[pkg://verl.trainer.config,file://{CONFIGS}]"
     mine = ["experiment=x", "hydra.searchpath=[file:///elsewhere]"]
     assert command_line_overrides(mine) == mine  # the user's own search path is left alone
-
-
-def user_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != CONFIGS_ENV}
-    env.update(extra)
-    return env
 
 
 def dry_run_config(*args: str, cwd: Path, **env: str) -> dict:

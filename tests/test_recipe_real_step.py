@@ -5,13 +5,11 @@ experiment (verl's model merger + its validation protocol, validation only). ~3 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from etr_testkit import LOOPBACK, ListenerWatch
+from etr_testkit import LOOPBACK, ListenerWatch, user_env
 
 from etr_verl.demo.report import read_metrics
 from etr_verl.demo.task import build_task
@@ -38,14 +36,6 @@ def local_overrides(task: dict, out: Path) -> list[str]:
 TRAIN_SHRINK = ["data.train_batch_size=8", "actor_rollout_ref.rollout.n=4",
                 "actor_rollout_ref.actor.ppo_mini_batch_size=4", "trainer.total_training_steps=1",
                 "trainer.save_freq=1"]
-
-
-def user_env(**extra: str) -> dict[str, str]:
-    # a user's environment: not the Makefile's RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER (the entry point must set it)
-    drop = ("RAY_ADDRESS", "DRY_RUN", "WANDB_API_KEY", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "ETR_VERL_HYDRA_CONFIGS")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update({"PYTHON": sys.executable, "PYTHONUNBUFFERED": "1", **extra})
-    return env
 
 
 def run_script(cmd: list[str], env: dict, log: Path, watch: ListenerWatch | None = None) -> str:

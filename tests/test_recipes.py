@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from etr_testkit import user_env
 
 from etr_verl.main import RESOLVED_CONFIG_MARKER
 
@@ -34,12 +35,8 @@ pinned_verl_only = pytest.mark.skipif(
 
 
 def recipe_env(**extra: str) -> dict[str, str]:
-    """A user's shell: this venv's interpreter as PYTHON, none of the Makefile's or the caller's run variables."""
-    drop = ("RAY_ADDRESS", "WANDB_API_KEY", "DRY_RUN", "ETR_VERL_HYDRA_CONFIGS", "ETR_RECIPE_ALLOW_OTHER_VERL",
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update({"PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", "PYTHON": sys.executable, **extra})
-    return env
+    """A user's shell with this venv on PATH (the ray CLI)."""
+    return user_env(**{"PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra})
 
 
 def launch(script: Path, *args: str, cwd: Path | None = None, timeout: int = 180, **env: str):

@@ -37,8 +37,13 @@ from etr_verl.elastic import (
 
 POLICY_LOSS_TARGET = "etr_verl.config.EtrPolicyLossConfig"
 NON_FINITE_POLICIES = ("skip_update", "raise")
-COEFFICIENT_FIELDS = ("etr_alpha", "etr_beta", "etr_adv_min", "etr_adv_max", "etr_factor_min", "etr_factor_max",
-                      "etr_macro_floor")
+# ElasticityCoefficients' fields, in the order validate_coefficients / validate_reading take them; the config
+# key of each is etr_<name>
+NUMERIC_COEFFICIENTS = ("alpha", "beta", "adv_min", "adv_max", "factor_min", "factor_max")
+READING_COEFFICIENTS = ("alpha", "beta", "micro_form", "macro_floor", "combine", "bounds")
+COEFFICIENT_NAMES = tuple(dict.fromkeys(NUMERIC_COEFFICIENTS + READING_COEFFICIENTS))
+# the numeric keys, which YAML may spell as strings (".inf")
+COEFFICIENT_FIELDS = tuple(f"etr_{name}" for name in NUMERIC_COEFFICIENTS + ("macro_floor",))
 
 
 def yaml_float(text: str, key: str) -> float:
@@ -127,24 +132,10 @@ class EtrPolicyLossConfig(PolicyLossConfig):
             value = getattr(self, name)
             if isinstance(value, str):
                 object.__setattr__(self, name, yaml_float(value, f"actor_rollout_ref.actor.policy_loss.{name}"))
-        validate_coefficients(
-            self.etr_alpha,
-            self.etr_beta,
-            self.etr_adv_min,
-            self.etr_adv_max,
-            self.etr_factor_min,
-            self.etr_factor_max,
-            prefix="actor_rollout_ref.actor.policy_loss.etr_",
-        )
-        for message in validate_reading(
-            self.etr_alpha,
-            self.etr_beta,
-            self.etr_micro_form,
-            self.etr_macro_floor,
-            self.etr_combine,
-            self.etr_bounds,
-            prefix="actor_rollout_ref.actor.policy_loss.etr_",
-        ):
+        values = self._coefficient_values()
+        prefix = "actor_rollout_ref.actor.policy_loss.etr_"
+        validate_coefficients(*(values[name] for name in NUMERIC_COEFFICIENTS), prefix=prefix)
+        for message in validate_reading(*(values[name] for name in READING_COEFFICIENTS), prefix=prefix):
             warnings.warn(message, InertReadingWarning, stacklevel=3)
         if self.etr_on_non_finite not in NON_FINITE_POLICIES:
             raise ETRInputError(
@@ -162,20 +153,13 @@ class EtrPolicyLossConfig(PolicyLossConfig):
                 f"{MACRO_SOURCES}."
             )
 
+    def _coefficient_values(self) -> dict[str, Any]:
+        """The ``etr_*`` keys as :class:`ElasticityCoefficients` fields (``etr_alpha`` -> ``alpha``, ...)."""
+        return {name: getattr(self, f"etr_{name}") for name in COEFFICIENT_NAMES}
+
     @property
     def coefficients(self) -> ElasticityCoefficients:
-        return ElasticityCoefficients(
-            alpha=self.etr_alpha,
-            beta=self.etr_beta,
-            adv_min=self.etr_adv_min,
-            adv_max=self.etr_adv_max,
-            factor_min=self.etr_factor_min,
-            factor_max=self.etr_factor_max,
-            micro_form=self.etr_micro_form,
-            macro_floor=self.etr_macro_floor,
-            combine=self.etr_combine,
-            bounds=self.etr_bounds,
-        )
+        return ElasticityCoefficients(**self._coefficient_values())
 
 
 DEFAULT_POLICY_LOSS_CONFIG = EtrPolicyLossConfig()
