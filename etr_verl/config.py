@@ -14,6 +14,7 @@ from etr_verl.adapters.loss_config import (
     EtrAlgorithmConfig,
     EtrPolicyLossConfig,
     InertReadingWarning,
+    driver_copy_of_reading,
     etr_policy_loss_config,
 )
 from etr_verl.registration import register
@@ -25,6 +26,7 @@ __all__ = [
     "EtrAlgorithmConfig",
     "EtrPolicyLossConfig",
     "InertReadingWarning",
+    "driver_copy_of_reading",
     "etr_policy_loss_config",
 ]
 

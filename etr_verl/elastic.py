@@ -11,6 +11,8 @@ This module imports nothing from verl, so it can be read (and tested) on its own
     w_g       = lam + (1 - lam) * (v_g / v_max) ** beta                     # macro weight (beta = 0 -> 1)
     f_i       = clamp(m_i * w_g, factor_min, factor_max)    (combine multiply, default)
               | clamp(1 + (m_i - 1) + (w_g - 1), ...)       (combine add: around the static range)
+    f_i       = clamp(s * u_i, factor_min, factor_max)             (budget preserve: u_i the unclamped factor,
+                  s from the whole batch so that the mean f_i over responses with A_i != 0 is 1)
     eps_low_i = eps_low * f_i ;  eps_high_i = eps_high * f_i   (bounds both, default; upper / lower: one of them)
     loss_it   = max(-A_i * ratio_it, -A_i * clamp(ratio_it, 1 - eps_low_i, 1 + eps_high_i))
     loss_it   = min(loss_it, -A_i * clip_ratio_c)   if A_i < 0        # verl's dual-clip
@@ -40,6 +42,7 @@ MACRO_SOURCES = ("auto", "driver", "advantages")
 MICRO_FORMS = ("power", "linear", "tanh")
 COMBINATIONS = ("multiply", "add")
 MOVING_BOUNDS = ("both", "upper", "lower")
+BUDGETS = ("computed", "preserve")
 
 
 class ETRInputError(ValueError):
@@ -66,6 +69,8 @@ class ElasticityCoefficients:
         combine: ``multiply`` (``m w``) or ``add`` (``1 + (m - 1) + (w - 1)``).
         bounds: which clip bounds the factor scales: ``both``, ``upper`` (``eps_high`` only: elastic room for
             ``A > 0`` only, as clip-higher) or ``lower`` (``eps_low`` only: for ``A < 0`` only).
+        budget: ``computed`` (each factor as its formula gives it) or ``preserve`` (the factors of a whole batch
+            rescaled so that their mean over responses with ``A_i != 0`` is 1: :func:`budget_preserving_factor`).
     """
 
     alpha: float = 0.0
@@ -78,10 +83,13 @@ class ElasticityCoefficients:
     macro_floor: float = 0.0
     combine: str = "multiply"
     bounds: str = "both"
+    budget: str = "computed"
 
     def __post_init__(self) -> None:
         validate_coefficients(self.alpha, self.beta, self.adv_min, self.adv_max, self.factor_min, self.factor_max)
-        validate_reading(self.alpha, self.beta, self.micro_form, self.macro_floor, self.combine, self.bounds)
+        validate_reading(self.alpha, self.beta, self.micro_form, self.macro_floor, self.combine, self.bounds,
+                         self.budget)
+        validate_budget(self.budget, self.factor_min, self.factor_max)
 
     @property
     def micro_on(self) -> bool:
@@ -121,13 +129,14 @@ def validate_coefficients(
 
 
 def validate_reading(
-    alpha: float, beta: float, micro_form: str, macro_floor: float, combine: str, bounds: str, prefix: str = ""
+    alpha: float, beta: float, micro_form: str, macro_floor: float, combine: str, bounds: str,
+    budget: str = "computed", prefix: str = "",
 ) -> list[str]:
     """The reading's keys are known values (else :class:`ETRInputError`); returns one message per key that is
     inert with the levels switched off (a reading that silently equals another is a wasted run; the config warns
     with these). ``prefix`` is the config path to name."""
     for name, value, allowed in (("micro_form", micro_form, MICRO_FORMS), ("combine", combine, COMBINATIONS),
-                                 ("bounds", bounds, MOVING_BOUNDS)):
+                                 ("bounds", bounds, MOVING_BOUNDS), ("budget", budget, BUDGETS)):
         if value not in allowed:
             raise ETRInputError(f"{prefix}{name}={value!r} is not one of {allowed}.")
     if not (isinstance(macro_floor, (int, float)) and not isinstance(macro_floor, bool) and 0.0 <= macro_floor <= 1.0):
@@ -141,7 +150,27 @@ def validate_reading(
         inert.append(f"{prefix}combine={combine!r} equals 'multiply' unless both levels are on (alpha, beta > 0)")
     if bounds != "both" and alpha == 0 and beta == 0:
         inert.append(f"{prefix}bounds={bounds!r} does nothing with both levels off")
+    if budget != "computed" and alpha == 0 and beta == 0:
+        inert.append(f"{prefix}budget={budget!r} does nothing with both levels off")
     return [f"{message}: remove the key or switch its level on" for message in inert]
+
+
+def validate_budget(budget: str, factor_min: float, factor_max: float, prefix: str = "") -> list[str]:
+    """``budget=preserve`` needs the static range inside the factor's clamps (else :class:`ETRInputError`);
+    returns a message when the clamps make it inert (``factor_min = 1`` or ``factor_max = 1``: factors on one
+    side of 1 with mean 1 are all 1, which is GRPO's static range). ``prefix`` is the config path to name."""
+    if budget != "preserve":
+        return []
+    if not factor_min <= 1.0 <= factor_max:
+        raise ETRInputError(
+            f"{prefix}budget='preserve' with {prefix}factor_min={factor_min!r}, {prefix}factor_max={factor_max!r}: "
+            "a batch-mean factor of 1 (the static budget) is out of reach. Use factor_min <= 1 <= factor_max."
+        )
+    if factor_min == 1.0 or factor_max == 1.0:
+        return [f"{prefix}budget='preserve' with {prefix}factor_min={factor_min!r}, {prefix}factor_max="
+                f"{factor_max!r} makes every factor 1 (factors on one side of 1 whose mean is 1 are all 1): widen "
+                "the clamps around 1 or use budget='computed'"]
+    return []
 
 
 def validate_clip_range(eps_low: float, eps_high: float, factor_max: float, prefix: str = "") -> None:
@@ -224,10 +253,33 @@ def macro_weight(variance_ratio: torch.Tensor, coeffs: ElasticityCoefficients) -
 
 
 @torch.no_grad()
+def unclamped_factor(
+    adv_magnitude: torch.Tensor, variance_ratio: Optional[torch.Tensor], coeffs: ElasticityCoefficients
+) -> torch.Tensor:
+    """``u_i = m_i * w_g`` (``combine=add``: ``m_i + w_g - 1``), before the factor's clamps.
+
+    Args:
+        adv_magnitude: ``(bs,)`` ``|A_i|``.
+        variance_ratio: ``(bs,)`` ``v_g / v_max`` of each response's group, or None when macro elasticity is off.
+        coeffs: the elasticity coefficients.
+
+    Returns:
+        ``(bs,)`` fp32.
+    """
+    factor = micro_factor(adv_magnitude, coeffs)
+    if coeffs.macro_on:
+        if variance_ratio is None:
+            raise ETRInputError("macro elasticity is on (beta > 0) but no group variance ratio was given.")
+        weight = macro_weight(variance_ratio, coeffs)
+        factor = factor + (weight - 1.0) if coeffs.combine == "add" else factor * weight
+    return factor
+
+
+@torch.no_grad()
 def elastic_factor(
     adv_magnitude: torch.Tensor, variance_ratio: Optional[torch.Tensor], coeffs: ElasticityCoefficients
 ) -> torch.Tensor:
-    """``f_i = clamp(m_i * w_g, factor_min, factor_max)`` (``combine=add``: ``clamp(m_i + w_g - 1, ...)``).
+    """``f_i = clamp(u_i, factor_min, factor_max)`` (:func:`unclamped_factor`): the factor of ``budget=computed``.
 
     Args:
         adv_magnitude: ``(bs,)`` ``|A_i|``.
@@ -237,13 +289,93 @@ def elastic_factor(
     Returns:
         ``(bs,)`` fp32, inside ``[factor_min, factor_max]``.
     """
-    factor = micro_factor(adv_magnitude, coeffs)
-    if coeffs.macro_on:
-        if variance_ratio is None:
-            raise ETRInputError("macro elasticity is on (beta > 0) but no group variance ratio was given.")
-        weight = macro_weight(variance_ratio, coeffs)
-        factor = factor + (weight - 1.0) if coeffs.combine == "add" else factor * weight
-    return factor.clamp(min=coeffs.factor_min, max=coeffs.factor_max)
+    return unclamped_factor(adv_magnitude, variance_ratio, coeffs).clamp(min=coeffs.factor_min,
+                                                                         max=coeffs.factor_max)
+
+
+BISECTION_STEPS = 80
+"""Bisection steps of :func:`budget_scale` (each halves the bracket of ``s``; fp64 has 53 bits)."""
+
+
+@torch.no_grad()
+def budget_scale(unclamped: torch.Tensor, factor_min: float, factor_max: float) -> float:
+    """The scale ``s >= 0`` solving ``mean_i clamp(s u_i, factor_min, factor_max) = 1`` over the given ``u_i``.
+
+    ``g(s) = mean_i clamp(s u_i, f_min, f_max)`` is continuous and non-decreasing, from ``g(0) = f_min <= 1`` to
+    ``g(inf) = share(u > 0) f_max + share(u <= 0) f_min``. Bisection brackets the root; inside the bracket the
+    responses split into those at the floor (``L``), at the ceiling (``H``) and between (``M``), and
+    ``s = (n - |L| f_min - |H| f_max) / sum_M u_i`` solves ``g(s) = 1`` exactly (in fp64). Uniform ``u_i = c``
+    gives ``s = 1 / c``: every factor is then exactly 1.
+
+    When ``g(inf) < 1`` (too many ``u_i <= 0``: possible with ``combine=add``) the budget cannot be reached; the
+    smallest ``s`` that puts every ``u_i > 0`` at the ceiling is returned (the closest to the static budget).
+
+    Args:
+        unclamped: ``(n,)`` the unclamped factors ``u_i`` of the responses that carry a learning signal.
+        factor_min, factor_max: the factor's clamps, ``factor_min <= 1 <= factor_max``.
+
+    Returns:
+        ``s``, a Python float; 1.0 when there is no response or the clamps pin the factor.
+    """
+    u = unclamped.double().reshape(-1)
+    n = u.numel()
+    if n == 0 or factor_min == factor_max or factor_min >= 1.0:  # factor_min = 1: s = 0 gives g = 1 already
+        return 1.0 if n == 0 or factor_min == factor_max else 0.0
+    positive = u[u > 0]
+    if positive.numel() == 0:
+        return 1.0  # every factor sits at the floor whatever s is
+
+    def g(s: float) -> float:
+        return float(torch.clamp(s * u, factor_min, factor_max).mean())
+
+    high = factor_max / float(positive.min())  # g(high) = g(inf)
+    if g(high) < 1.0:
+        return high
+    low = 0.0
+    for _ in range(BISECTION_STEPS):
+        middle = 0.5 * (low + high)
+        if g(middle) < 1.0:
+            low = middle
+        else:
+            high = middle
+    middle = 0.5 * (low + high)
+    scaled = middle * u
+    at_floor, at_ceiling = scaled <= factor_min, scaled >= factor_max
+    between = ~(at_floor | at_ceiling)
+    between_sum = float(u[between].sum())
+    if between_sum <= 0:
+        return middle
+    remaining = n - int(at_floor.sum()) * factor_min - int(at_ceiling.sum()) * factor_max
+    return remaining / between_sum
+
+
+@torch.no_grad()
+def budget_preserving_factor(
+    adv_magnitude: torch.Tensor,
+    variance_ratio: Optional[torch.Tensor],
+    informative: torch.Tensor,
+    coeffs: ElasticityCoefficients,
+) -> torch.Tensor:
+    """``f_i = clamp(s u_i, factor_min, factor_max)`` with ``s = budget_scale(u over the informative responses)``:
+    the factors of ``budget=preserve``, computed from a whole batch (in the driver, never per micro-batch).
+
+    The budget is the mean factor over the responses with a learning signal (``A_i != 0``): a response with
+    ``A_i = 0`` has no gradient whatever its range, so counting it would let the reading spend budget on nothing.
+    ETR then *redistributes* GRPO's budget between responses instead of growing or shrinking it: the batch-mean
+    clip range equals the static one (for ``bounds=upper``/``lower``, the moving bound's).
+
+    Args:
+        adv_magnitude: ``(bs,)`` ``|A_i|``.
+        variance_ratio: ``(bs,)`` ``v_g / v_max``, or None when macro elasticity is off.
+        informative: ``(bs,)`` bool, the responses whose factors the budget is taken over (valid, ``A_i != 0``).
+        coeffs: the elasticity coefficients (``budget`` itself is not read: this is the preserving factor).
+
+    Returns:
+        ``(bs,)`` fp32, inside ``[factor_min, factor_max]``.
+    """
+    unclamped = unclamped_factor(adv_magnitude, variance_ratio, coeffs).double()
+    scale = budget_scale(unclamped[informative.reshape(-1).bool()], coeffs.factor_min, coeffs.factor_max)
+    return (scale * unclamped).clamp(min=coeffs.factor_min, max=coeffs.factor_max).float()
 
 
 @torch.no_grad()

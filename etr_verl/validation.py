@@ -68,8 +68,15 @@ def validate(config: DictConfig) -> None:
             f"actor_rollout_ref.actor.clip_ratio_c={clip_ratio_c!r}: the dual-clip bound must be > 1 (verl's "
             "default is 3.0)."
         )
-    EtrAlgorithmConfig.from_algorithm_config(config.algorithm)
+    driver_reading = EtrAlgorithmConfig.from_algorithm_config(config.algorithm).budget_preserving_reading
     policy_loss = actor_config.policy_loss
+    preserving = policy_loss.loss_mode == LOSS_MODE and getattr(policy_loss, "etr_budget", None) == "preserve"
+    if driver_reading is not None and not preserving:
+        raise ValueError(
+            "algorithm.etr.budget_preserving_reading is set, but the loss is not ETR with "
+            "policy_loss.etr_budget=preserve: etr_grpo would send budget-preserving factors no loss reads. Remove "
+            "the key (python -m etr_verl.main writes it from policy_loss.etr_budget=preserve)."
+        )
     if policy_loss.loss_mode == LOSS_MODE:
         if not isinstance(policy_loss, EtrPolicyLossConfig):
             raise ValueError(
@@ -108,6 +115,8 @@ def check_etr_setup(config: DictConfig, actor_config: Any, policy_loss: Any) -> 
     validate_clip_range(eps_low, eps_high, policy_loss.etr_factor_max, prefix="policy_loss.etr_")
     refuse_distillation(config)
     warn_about_advantage_scale(config, policy_loss)
+    if policy_loss.etr_budget == "preserve":
+        write_budget_preserving_reading(config, policy_loss)
     if not policy_loss.coefficients.macro_on:
         return
     group_size = config.actor_rollout_ref.rollout.n
@@ -135,6 +144,41 @@ def check_etr_setup(config: DictConfig, actor_config: Any, policy_loss: Any) -> 
                 "etr_macro_source=advantages."
             )
         check_macro_channel_is_free(config)
+
+
+def write_budget_preserving_reading(config: DictConfig, policy_loss: Any) -> None:
+    """``etr_budget=preserve``: the budget is a statistic of the whole batch, computed by ``etr_grpo`` in the driver,
+    which verl hands the ``algorithm`` block only; copy the loss's coefficients to
+    ``algorithm.etr.budget_preserving_reading`` (a copy already there must agree)."""
+    from omegaconf import OmegaConf, open_dict
+
+    from etr_verl.config import EtrAlgorithmConfig, driver_copy_of_reading
+
+    estimator = config.algorithm.adv_estimator
+    if estimator != "etr_grpo":
+        raise ValueError(
+            f"policy_loss.etr_budget=preserve with algorithm.adv_estimator={estimator!r}: the budget-preserving scale "
+            "is a statistic of the whole batch, computed by the etr_grpo estimator in the driver. Set "
+            "algorithm.adv_estimator=etr_grpo, or policy_loss.etr_budget=computed."
+        )
+    if policy_loss.etr_macro_source == "advantages":
+        raise ValueError(
+            "policy_loss.etr_budget=preserve with policy_loss.etr_macro_source=advantages: the budget-preserving "
+            "factors come from the driver. Set etr_macro_source=driver (or auto)."
+        )
+    check_macro_channel_is_free(config)
+    coefficients = policy_loss.coefficients
+    present = EtrAlgorithmConfig.from_algorithm_config(config.algorithm).budget_preserving_reading
+    if present is not None and present != coefficients:
+        raise ValueError(
+            f"algorithm.etr.budget_preserving_reading={present} disagrees with the loss's keys ({coefficients}): "
+            "remove it; python -m etr_verl.main writes it from actor_rollout_ref.actor.policy_loss."
+        )
+    with open_dict(config.algorithm):
+        if config.algorithm.get("etr") is None:
+            config.algorithm.etr = OmegaConf.create({})
+        with open_dict(config.algorithm.etr):
+            config.algorithm.etr.budget_preserving_reading = driver_copy_of_reading(coefficients)
 
 
 def warn_about_advantage_scale(config: DictConfig, policy_loss: Any) -> None:

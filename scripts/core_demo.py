@@ -49,7 +49,8 @@ def main() -> None:
         config = ActorConfig(strategy="fsdp", rollout_n=GROUP, ppo_micro_batch_size_per_gpu=bs, clip_ratio_low=0.2,
                              clip_ratio_high=0.28, policy_loss=policy_loss)
         data, model_output = _worker_batch(old, new, advantages, returns)
-        loss, metrics = EtrLossFunction(config, read_macro_channel=True)(model_output=model_output, data=data)
+        loss_fn = EtrLossFunction(config, channel=macro_channel.VARIANCE_RATIO)
+        loss, metrics = loss_fn(model_output=model_output, data=data)
         results[name] = (loss.item(), {k: float(np.mean([float(v) for v in m.values])) for k, m in metrics.items()})
 
     coeffs = EtrPolicyLossConfig().coefficients

@@ -255,3 +255,43 @@ def test_the_readme_first_run_example_passes_its_dry_run(tmp_path):
                             text=True, timeout=300, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "passed every driver-side check" in result.stdout
+
+
+def test_the_budget_preserving_preset_hands_the_driver_its_reading():
+    """etr_grpo gets only the ``algorithm`` block: validation copies the loss's coefficients there (what the dry run
+    prints and every Ray process gets); a copy already there must agree, and one without a preserving loss is
+    refused."""
+    from etr_verl.config import EtrAlgorithmConfig
+    from etr_verl.validation import validate as validate_again
+
+    config = _compose(_demo_overrides("etr_budget"))
+    validate(config)
+    copy = EtrAlgorithmConfig.from_algorithm_config(config.algorithm).budget_preserving_reading
+    assert copy is not None and copy.budget == "preserve" and (copy.alpha, copy.beta) == (1.0, 0.5)
+    validate_again(config)  # a resolved config (a saved run's) validates again
+    config.actor_rollout_ref.actor.policy_loss.etr_alpha = 0.7
+    with pytest.raises(ValueError, match="disagrees with the loss's keys"):
+        validate(config)
+    stale = _compose(_demo_overrides("etr") + ["+algorithm.etr.budget_preserving_reading.alpha=1.0",
+                                               "+algorithm.etr.budget_preserving_reading.budget=preserve"])
+    with pytest.raises(ValueError, match="budget_preserving_reading is set, but the loss is not ETR with"):
+        validate(stale)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["algorithm.adv_estimator=grpo"], "etr_budget=preserve with algorithm.adv_estimator='grpo'"),
+    (["actor_rollout_ref.actor.policy_loss.etr_macro_source=advantages"], "etr_macro_source=advantages"),
+    (["critic.enable=true"], "set critic.enable=false"),
+    (["actor_rollout_ref.actor.policy_loss.etr_factor_min=1.5"], "out of reach"),
+])
+def test_setups_the_budget_cannot_serve_fail_before_ray(overrides, message):
+    config = _compose(_demo_overrides("etr_budget") + overrides)
+    with pytest.raises(Exception, match=message):  # a bad key: Hydra's InstantiationException around ours
+        validate(config)
+
+
+def test_the_dry_run_shows_the_drivers_copy_of_the_reading(tmp_path):
+    result = _main(["--dry-run"] + _demo_overrides("etr_budget"), tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = result.stdout.split("budget_preserving_reading:", 1)[1]
+    assert "budget: preserve" in printed and "factor_max: 2.0" in printed

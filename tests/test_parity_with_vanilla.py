@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from verl.trainer.ppo.core_algos import compute_policy_loss_vanilla, get_policy_loss_fn
 
-from etr_verl.adapters.policy_loss import compute_policy_loss_etr, driver_macro_signal
+from etr_verl.adapters.policy_loss import compute_policy_loss_etr, driver_budget_factors, driver_macro_signal
+from etr_verl.elastic import budget_preserving_factor, response_advantage_magnitude, response_has_tokens
 
 VANILLA_METRICS = ("actor/pg_clipfrac", "actor/ppo_kl", "actor/pg_clipfrac_lower")
 
@@ -43,7 +44,14 @@ def assert_same_as_vanilla(batch, agg, use_weights, etr_keys, global_info=None, 
         cfg.global_batch_info.update(global_info or {})
     v_loss, v_grad, v_metrics = _run(compute_policy_loss_vanilla, batch, vanilla_cfg, use_weights)
     ratio = torch.rand(batch["advantages"].shape[0])  # any driver signal: the factor is pinned anyway
-    with driver_macro_signal(ratio):
+    if etr_cfg.policy_loss.etr_budget == "preserve":  # the driver's factors, computed as etr_grpo does
+        magnitude = response_advantage_magnitude(batch["advantages"], batch["response_mask"])
+        informative = response_has_tokens(batch["response_mask"]) & (magnitude > 0)
+        signal = driver_budget_factors(
+            budget_preserving_factor(magnitude, ratio, informative, etr_cfg.policy_loss.coefficients))
+    else:
+        signal = driver_macro_signal(ratio)
+    with signal:
         e_loss, e_grad, e_metrics = _run(compute_policy_loss_etr, batch, etr_cfg, use_weights)
     assert torch.equal(v_loss, e_loss), (v_loss.item(), e_loss.item())
     assert v_loss.dtype == e_loss.dtype

@@ -103,7 +103,7 @@ def test_worker_loss_function_carries_the_driver_signal(layout):
     macro = elastic.group_variance_ratio(shaped, gids)
     config = actor_config(rollout_n=4, etr_alpha=1.0, etr_beta=1.0, etr_factor_min=0.1, etr_factor_max=4.0,
                           etr_macro_source="driver")
-    loss_fn = EtrLossFunction(config, read_macro_channel=True)
+    loss_fn = EtrLossFunction(config, channel=macro_channel.VARIANCE_RATIO)
     loss, grad, metrics = _loss_and_grad(loss_fn, shaped, gids, macro=macro, layout=layout)
     assert metrics["actor/etr/macro_from_driver"] == [1.0]
     assert torch.isfinite(loss) and grad.abs().sum() > 0
@@ -123,17 +123,18 @@ def test_worker_loss_function_refuses_returns_that_are_not_the_macro_signal():
     model_output, data, _ = worker_micro_batch(passed, gids, macro=torch.zeros(8))
     data[macro_channel.FIELD] = data["advantages"]
     with pytest.raises(elastic.ETRInputError, match="adv_estimator=etr_grpo"):
-        EtrLossFunction(config, read_macro_channel=True)(model_output=model_output, data=data)
+        EtrLossFunction(config, channel=macro_channel.VARIANCE_RATIO)(model_output=model_output, data=data)
     del data[macro_channel.FIELD]
     with pytest.raises(elastic.ETRInputError, match="no 'returns' field"):
-        EtrLossFunction(config, read_macro_channel=True)(model_output=model_output, data=data)
+        EtrLossFunction(config, channel=macro_channel.VARIANCE_RATIO)(model_output=model_output, data=data)
 
 
 def test_fallback_through_stock_ppo_loss_matches_driver_for_binary_rewards():
     passed, gids = binary_groups(4, 6, torch.Generator().manual_seed(2), successes=[0, 1, 3, 5])
     config = actor_config(rollout_n=6, etr_alpha=1.0, etr_beta=0.5, etr_factor_min=0.25, etr_factor_max=3.0)
     macro = elastic.group_variance_ratio(passed, gids)
-    d_loss, d_grad, d_m = _loss_and_grad(EtrLossFunction(config, read_macro_channel=True), passed, gids, macro=macro)
+    driver_loss = EtrLossFunction(config, channel=macro_channel.VARIANCE_RATIO)
+    d_loss, d_grad, d_m = _loss_and_grad(driver_loss, passed, gids, macro=macro)
     f_loss, f_grad, f_m = _loss_and_grad(lambda **kw: ppo_loss(config, **kw), passed, gids)
     assert d_m["actor/etr/macro_from_driver"] == [1.0] and f_m["actor/etr/macro_from_driver"] == [0.0]
     torch.testing.assert_close(f_loss, d_loss, rtol=1e-5, atol=1e-7)

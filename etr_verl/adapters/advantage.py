@@ -6,6 +6,10 @@ bit for bit. The second output, ``returns``, carries the variance ratio ``v_g / 
 the whole batch, before any mini-/micro-batch or data-parallel split, in every trainer (legacy and V1, sync and
 async). Input contract, checked before any worker sees the batch: finite outcome scores and one group id per
 response.
+
+With ``algorithm.etr.budget_preserving_reading`` set (``policy_loss.etr_budget=preserve``; ``python -m
+etr_verl.main`` writes it), ``returns`` carries each response's budget-preserving factor instead, computed here from
+the whole batch (:func:`etr_verl.elastic.budget_preserving_factor`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,13 @@ from verl.trainer.ppo.core_algos import compute_grpo_vectorized_outcome_advantag
 
 from etr_verl.adapters import macro_channel
 from etr_verl.adapters.loss_config import EtrAlgorithmConfig
-from etr_verl.elastic import ETRInputError, group_variance_ratio, response_has_tokens
+from etr_verl.elastic import (
+    ETRInputError,
+    budget_preserving_factor,
+    group_variance_ratio,
+    response_advantage_magnitude,
+    response_has_tokens,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +54,14 @@ def compute_etr_grpo_advantage(
         epsilon: added to the group std.
         norm_adv_by_std_in_grpo: used only when ``config`` is None; otherwise read from
             ``config.norm_adv_by_std_in_grpo`` (verl does not pass it to registered estimators).
-        config: the ``algorithm`` config (``algorithm.etr.reward_low/high``: the range of the outcome scores).
+        config: the ``algorithm`` config (``algorithm.etr.reward_low/high``: the range of the outcome scores;
+            ``algorithm.etr.budget_preserving_reading``: the loss's coefficients, for ``etr_budget=preserve``).
 
     Returns:
         ``advantages``: ``(bs, T)``, GRPO's, zero outside the mask. ``returns``: ``(bs, T)`` fp32,
         ``v_g / v_max`` of the response's group at its valid tokens, zero elsewhere
-        (:func:`etr_verl.adapters.macro_channel.encode`).
+        (:func:`etr_verl.adapters.macro_channel.encode`); with a budget-preserving reading, ``-f_i`` there instead
+        (:func:`etr_verl.adapters.macro_channel.encode_factors`).
     """
     if config is not None:
         norm_adv_by_std_in_grpo = bool(config.get("norm_adv_by_std_in_grpo", True))
@@ -81,7 +93,13 @@ def compute_etr_grpo_advantage(
     variance_ratio = group_variance_ratio(
         scores, group_index(index), valid, etr.reward_low, etr.reward_high, require_group_size_above_one=False,
     )
-    return advantages, macro_channel.encode(variance_ratio, response_mask)
+    reading = etr.budget_preserving_reading
+    if reading is None:
+        return advantages, macro_channel.encode(variance_ratio, response_mask)
+    adv_magnitude = response_advantage_magnitude(advantages, response_mask)
+    informative = valid & (adv_magnitude > 0)  # responses with a learning signal: the budget is theirs
+    factor = budget_preserving_factor(adv_magnitude, variance_ratio, informative, reading)
+    return advantages, macro_channel.encode_factors(factor, response_mask)
 
 
 def _clamped_into_range(scores: torch.Tensor, valid: torch.Tensor, low: float, high: float) -> torch.Tensor:

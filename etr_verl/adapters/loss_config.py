@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping, Optional
 
 from verl.workers.config import PolicyLossConfig
 
@@ -31,6 +31,7 @@ from etr_verl.elastic import (
     MACRO_SOURCES,
     ElasticityCoefficients,
     ETRInputError,
+    validate_budget,
     validate_coefficients,
     validate_reading,
 )
@@ -40,7 +41,7 @@ NON_FINITE_POLICIES = ("skip_update", "raise")
 # ElasticityCoefficients' fields, in the order validate_coefficients / validate_reading take them; the config
 # key of each is etr_<name>
 NUMERIC_COEFFICIENTS = ("alpha", "beta", "adv_min", "adv_max", "factor_min", "factor_max")
-READING_COEFFICIENTS = ("alpha", "beta", "micro_form", "macro_floor", "combine", "bounds")
+READING_COEFFICIENTS = ("alpha", "beta", "micro_form", "macro_floor", "combine", "bounds", "budget")
 COEFFICIENT_NAMES = tuple(dict.fromkeys(NUMERIC_COEFFICIENTS + READING_COEFFICIENTS))
 # the numeric keys, which YAML may spell as strings (".inf")
 COEFFICIENT_FIELDS = tuple(f"etr_{name}" for name in NUMERIC_COEFFICIENTS + ("macro_floor",))
@@ -94,6 +95,14 @@ class EtrPolicyLossConfig(PolicyLossConfig):
             bound binds for ``A > 0`` and only the lower for ``A < 0``), ``upper`` (``eps_high`` only:
             clip-higher-like, elastic room for positive-advantage responses only) or ``lower`` (``eps_low``
             only).
+        etr_budget (str): ``computed`` (default: each factor as its formula gives it; the default reading's
+            batch-mean range is then *narrower* than GRPO's, docs/algorithm.md) or ``preserve``: the factors of the
+            whole training batch rescaled, ``f_i = clamp(s u_i, etr_factor_min, etr_factor_max)``, so that their
+            mean over responses with ``A_i != 0`` is 1 — ETR redistributes GRPO's budget instead of growing or
+            shrinking it (reads "allocate larger update budgets" as a reallocation). ``s`` is computed in the
+            driver from the whole batch (``algorithm.adv_estimator=etr_grpo``, ``python -m etr_verl.main``, which
+            copies these coefficients to ``algorithm.etr.budget_preserving_reading``), never per micro-batch.
+            Needs ``etr_factor_min < 1 < etr_factor_max`` and a level on.
         etr_macro_source (str): where the group variance comes from. ``driver``: the exact per-group value the
             ``etr_grpo`` estimator computes in the driver from whole groups and sends in the batch's ``returns``
             (:mod:`etr_verl.adapters.macro_channel`); needs ``algorithm.adv_estimator=etr_grpo`` and
@@ -123,6 +132,7 @@ class EtrPolicyLossConfig(PolicyLossConfig):
     etr_macro_floor: float = 0.0
     etr_combine: str = "multiply"
     etr_bounds: str = "both"
+    etr_budget: str = "computed"
     etr_macro_source: str = "auto"
     etr_on_non_finite: str = "skip_update"
     etr_max_consecutive_non_finite: int = 8
@@ -135,7 +145,9 @@ class EtrPolicyLossConfig(PolicyLossConfig):
         values = self._coefficient_values()
         prefix = "actor_rollout_ref.actor.policy_loss.etr_"
         validate_coefficients(*(values[name] for name in NUMERIC_COEFFICIENTS), prefix=prefix)
-        for message in validate_reading(*(values[name] for name in READING_COEFFICIENTS), prefix=prefix):
+        inert = validate_reading(*(values[name] for name in READING_COEFFICIENTS), prefix=prefix)
+        inert += validate_budget(self.etr_budget, self.etr_factor_min, self.etr_factor_max, prefix=prefix)
+        for message in inert:
             warnings.warn(message, InertReadingWarning, stacklevel=3)
         if self.etr_on_non_finite not in NON_FINITE_POLICIES:
             raise ETRInputError(
@@ -191,11 +203,18 @@ class EtrAlgorithmConfig:
             first appears at step 900, say). ``clamp`` (default): the macro signal is computed from the scores
             clamped into the range (the advantages are not touched), with a warning naming the count; the run
             goes on. ``raise``: stop with the fix named.
+        budget_preserving_reading (dict): written by ``python -m etr_verl.main``, not by hand: with
+            ``policy_loss.etr_budget=preserve``, the loss's elasticity coefficients (the fields of
+            :class:`etr_verl.elastic.ElasticityCoefficients`), so that ``etr_grpo`` computes the budget-preserving
+            factors from the whole batch (verl hands an estimator the ``algorithm`` block only). Its factors then
+            travel in ``returns`` instead of the variance ratios (:mod:`etr_verl.adapters.macro_channel`).
+            Default None.
     """
 
     reward_low: float = 0.0
     reward_high: float = 1.0
     on_out_of_range: str = "clamp"
+    budget_preserving_reading: Optional[ElasticityCoefficients] = None
 
     def __post_init__(self) -> None:
         for name in ("reward_low", "reward_high"):
@@ -223,7 +242,33 @@ class EtrAlgorithmConfig:
         if unknown:
             raise ETRInputError(f"algorithm.etr has unknown key(s) {unknown}; known keys: {sorted(allowed)}.")
         numbers = {"reward_low", "reward_high"}
-        return cls(**{k: (_number(v, f"algorithm.etr.{k}") if k in numbers else v) for k, v in values.items()})
+        reading = values.pop("budget_preserving_reading", None)
+        return cls(
+            **{k: (_number(v, f"algorithm.etr.{k}") if k in numbers else v) for k, v in values.items()},
+            budget_preserving_reading=None if reading is None else _budget_preserving_reading(reading),
+        )
+
+
+def driver_copy_of_reading(coefficients: ElasticityCoefficients) -> dict[str, Any]:
+    """``algorithm.etr.budget_preserving_reading`` for a loss's coefficients (the fields, by name)."""
+    return asdict(coefficients)
+
+
+def _budget_preserving_reading(block: Any) -> ElasticityCoefficients:
+    """``algorithm.etr.budget_preserving_reading`` as coefficients; a key that is not a coefficient is an error."""
+    key = "algorithm.etr.budget_preserving_reading"
+    values = dict(_items(block))
+    allowed = {f.name for f in fields(ElasticityCoefficients)}
+    unknown = sorted(set(values) - allowed)
+    if unknown or not values:
+        raise ETRInputError(f"{key} has unknown key(s) {unknown}; it is written by python -m etr_verl.main from "
+                            "actor_rollout_ref.actor.policy_loss (etr_budget=preserve), not by hand.")
+    numbers = set(NUMERIC_COEFFICIENTS) | {"macro_floor"}
+    reading = ElasticityCoefficients(
+        **{k: (_number(v, f"{key}.{k}") if k in numbers else v) for k, v in values.items()})
+    if reading.budget != "preserve":
+        raise ETRInputError(f"{key}.budget={reading.budget!r}: the driver copy is only written for 'preserve'.")
+    return reading
 
 
 def _number(value: Any, key: str) -> float:

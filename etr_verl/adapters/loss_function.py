@@ -2,9 +2,10 @@
 
 verl's actor worker calls ``loss_fn(model_output=..., data=micro_batch, dp_group=...)``; by default ``loss_fn`` is
 ``partial(ppo_loss, config=actor_config)``, and verl's ``set_loss_fn`` replaces it. :class:`EtrLossFunction` reads
-the driver's per-response macro signal from the micro-batch (:mod:`etr_verl.adapters.macro_channel`), then calls
-verl's ``ppo_loss`` unchanged inside :func:`etr_verl.adapters.policy_loss.driver_macro_signal`, where the ``etr``
-policy loss picks it up. Where it is installed: :mod:`etr_verl.adapters.task_runners` (V1 trainers, from the
+the driver's per-response signal from the micro-batch (:mod:`etr_verl.adapters.macro_channel`: the variance
+ratios, or with ``etr_budget=preserve`` the final factors), then calls verl's ``ppo_loss`` unchanged inside
+:func:`etr_verl.adapters.policy_loss.driver_macro_signal` (or ``driver_budget_factors``), where the ``etr`` policy
+loss picks it up. Where it is installed: :mod:`etr_verl.adapters.task_runners` (V1 trainers, from the
 driver) and :mod:`etr_verl.adapters.actor_worker` (the legacy trainer, inside the worker).
 """
 
@@ -16,7 +17,7 @@ import torch
 
 from etr_verl.adapters import macro_channel
 from etr_verl.adapters.loss_config import LOSS_MODE, etr_policy_loss_config
-from etr_verl.adapters.policy_loss import driver_macro_signal
+from etr_verl.adapters.policy_loss import driver_budget_factors, driver_macro_signal
 
 
 class EtrLossFunction:
@@ -27,18 +28,23 @@ class EtrLossFunction:
 
     Args:
         actor_config: the actor config dataclass (``omega_conf_to_dataclass(actor_rollout_ref.actor)``).
-        read_macro_channel: read the macro signal from the batch (``etr_macro_source=driver``); otherwise the loss
-            runs exactly as ``ppo_loss`` (the ``etr`` loss then recovers the signal from the advantages).
+        channel: what to read from the batch: ``macro_channel.VARIANCE_RATIO`` (``etr_macro_source=driver``),
+            ``macro_channel.FACTOR`` (``etr_budget=preserve``) or None: the loss then runs exactly as ``ppo_loss``
+            (the ``etr`` loss recovers the macro signal from the advantages).
     """
 
-    def __init__(self, actor_config: Any, read_macro_channel: bool):
+    def __init__(self, actor_config: Any, channel: Optional[str]):
         self.config = actor_config
-        self.read_macro_channel = read_macro_channel
+        self.channel = channel
 
     def __call__(self, model_output: Any, data: Any, dp_group: Any = None) -> tuple[torch.Tensor, dict]:
         from verl.workers.utils.losses import ppo_loss
 
-        variance_ratio = macro_channel.read(data) if self.read_macro_channel else None
+        if self.channel == macro_channel.FACTOR:
+            factor_max = self.config.policy_loss.etr_factor_max
+            with driver_budget_factors(macro_channel.read(data, macro_channel.FACTOR, factor_max)):
+                return ppo_loss(self.config, model_output, data, dp_group)
+        variance_ratio = macro_channel.read(data) if self.channel == macro_channel.VARIANCE_RATIO else None
         with driver_macro_signal(variance_ratio):
             return ppo_loss(self.config, model_output, data, dp_group)
 
@@ -57,8 +63,10 @@ def etr_loss_function(actor_config: Any) -> Optional[EtrLossFunction]:
     if actor_config.policy_loss.loss_mode != LOSS_MODE:
         return None
     etr = etr_policy_loss_config(actor_config.policy_loss)
-    read_channel = etr.coefficients.macro_on and etr.etr_macro_source == "driver"
-    return EtrLossFunction(actor_config, read_macro_channel=read_channel)
+    if etr.etr_budget == "preserve":
+        return EtrLossFunction(actor_config, channel=macro_channel.FACTOR)
+    read_ratios = etr.coefficients.macro_on and etr.etr_macro_source == "driver"
+    return EtrLossFunction(actor_config, channel=macro_channel.VARIANCE_RATIO if read_ratios else None)
 
 
 def refuse_distillation(config: Any) -> None:

@@ -24,6 +24,12 @@ Encoding, for response ``i`` with variance ratio ``r_i`` in ``[0, 1]`` and respo
 
 so the worker recovers the driver's fp32 values bit for bit, whichever trainer and batch layout (dense with
 padding, or jagged) carried them.
+
+With ``policy_loss.etr_budget=preserve`` the channel carries, instead, each response's final elastic factor
+``f_i`` (computed by the driver from the whole batch: :func:`etr_verl.elastic.budget_preserving_factor`),
+*negated*: ``returns_it = -f_i * m_it``, ``f_i = -min_t returns_it``. The sign tells the two kinds apart, so a loss
+expecting one can never read the other (a mismatch is an error naming both), and verl's ``critic/returns/*``
+metrics show ``-f`` (mean over tokens).
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ from etr_verl.elastic import ETRInputError
 
 FIELD = "returns"
 """The batch field carrying the macro signal (the advantage estimator's second output)."""
+
+VARIANCE_RATIO = "variance_ratio"
+FACTOR = "factor"
+KINDS = (VARIANCE_RATIO, FACTOR)
+"""What the channel carries: the variance ratios ``v_g / v_max`` (default) or the budget-preserving factors."""
 
 
 def encode(variance_ratio: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
@@ -51,12 +62,21 @@ def encode(variance_ratio: torch.Tensor, response_mask: torch.Tensor) -> torch.T
     return variance_ratio.to(torch.float32).reshape(-1, 1) * response_mask.to(torch.float32)
 
 
-def decode(returns: torch.Tensor) -> torch.Tensor:
-    """The ``(bs,)`` fp32 variance ratios from a padded ``(bs, T)`` ``returns`` tensor (0 for empty rows).
+def encode_factors(factor: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """The ``returns`` tensor that carries budget-preserving factors: ``-factor[i]`` at the valid tokens of
+    response ``i``, 0 elsewhere; ``(bs,)`` fp32 factors ``>= 0``, ``(bs, T)`` mask -> ``(bs, T)`` fp32."""
+    return encode(factor, response_mask).neg_()
 
-    Raises :class:`ETRInputError` when the values cannot be ETR's (outside ``[0, 1]`` or not finite): ``returns``
-    then holds something else, e.g. GRPO's returns from an estimator other than ``etr_grpo``.
+
+def decode(returns: torch.Tensor, kind: str = VARIANCE_RATIO, factor_max: float = 1.0) -> torch.Tensor:
+    """The ``(bs,)`` fp32 values of ``kind`` from a padded ``(bs, T)`` ``returns`` tensor (0 for empty rows).
+
+    Raises :class:`ETRInputError` when the values cannot be ETR's: not finite, outside ``[0, 1]`` (variance
+    ratios), outside ``[-factor_max, 0]`` (factors), or of the other kind (the sign tells). ``returns`` then holds
+    something else, e.g. GRPO's returns from an estimator other than ``etr_grpo``.
     """
+    if kind not in KINDS:
+        raise ETRInputError(f"unknown macro-channel kind {kind!r}; one of {KINDS}.")
     if returns.dim() != 2:
         raise ETRInputError(f"batch field {FIELD!r} has shape {tuple(returns.shape)}; expected (batch, tokens).")
     if returns.shape[1] == 0:
@@ -67,6 +87,15 @@ def decode(returns: torch.Tensor) -> torch.Tensor:
             "non-finite outcome scores, or the batch was corrupted on the way. Check the reward function."
         )
     low, high = torch.aminmax(returns)
+    if kind == FACTOR:
+        return _decode_factors(returns, float(low), float(high), factor_max)
+    if bool(low < 0) and bool(high <= 0):
+        raise ETRInputError(
+            f"batch field {FIELD!r} carries budget-preserving factors (negative values), but this loss reads "
+            "variance ratios: its policy_loss.etr_budget is 'computed' while the driver's "
+            "algorithm.etr.budget_preserving_reading is set. Run python -m etr_verl.main, which writes one from the "
+            "other."
+        )
     if not (bool(low >= 0) and bool(high <= 1)):
         raise ETRInputError(
             f"batch field {FIELD!r} holds values in [{float(low)}, {float(high)}], not ETR's macro signal (in [0, 1]):"
@@ -76,8 +105,24 @@ def decode(returns: torch.Tensor) -> torch.Tensor:
     return returns.amax(dim=-1).to(torch.float32)
 
 
-def read(micro_batch: Any) -> torch.Tensor:
-    """The ``(bs,)`` variance ratios of a worker micro-batch (a TensorDict, dense or jagged ``returns``)."""
+def _decode_factors(returns: torch.Tensor, low: float, high: float, factor_max: float) -> torch.Tensor:
+    """``decode`` for ``kind=factor``: ``returns`` in ``[-factor_max, 0]`` (``low``, ``high`` its extremes)."""
+    if high > 0:
+        raise ETRInputError(
+            f"batch field {FIELD!r} holds values in [{low}, {high}], not budget-preserving factors (which travel "
+            "as values <= 0): policy_loss.etr_budget=preserve needs algorithm.adv_estimator=etr_grpo with "
+            "algorithm.etr.budget_preserving_reading set, which python -m etr_verl.main writes."
+        )
+    if low < -float(torch.tensor(factor_max, dtype=torch.float32)):  # the driver's fp32 clamp at factor_max
+        raise ETRInputError(
+            f"batch field {FIELD!r} holds a factor of {-low}, above this loss's policy_loss.etr_factor_max="
+            f"{factor_max}: the driver's algorithm.etr.budget_preserving_reading and the loss's keys disagree."
+        )
+    return returns.amin(dim=-1).neg_().to(torch.float32)
+
+
+def read(micro_batch: Any, kind: str = VARIANCE_RATIO, factor_max: float = 1.0) -> torch.Tensor:
+    """The ``(bs,)`` values of ``kind`` of a worker micro-batch (a TensorDict, dense or jagged ``returns``)."""
     if FIELD not in micro_batch.keys():
         raise ETRInputError(
             f"the micro-batch has no {FIELD!r} field, so the driver's macro signal cannot reach the loss: run with "
@@ -85,4 +130,4 @@ def read(micro_batch: Any) -> torch.Tensor:
             "policy_loss.etr_macro_source=advantages."
         )
     padded = micro_batch.select(FIELD).to_padded_tensor()[FIELD]  # as verl's ppo_loss pads its own fields
-    return decode(padded)
+    return decode(padded, kind, factor_max)

@@ -6,7 +6,9 @@ response_mask, loss_agg_mode, config, rollout_is_weights``. The macro signal of 
 loss through a context variable, set for each micro-batch by the worker's loss function
 (:class:`etr_verl.adapters.loss_function.EtrLossFunction`, which reads it from the batch). Without it (stock
 trainers) the loss recovers the signal from the advantages
-(:func:`etr_verl.elastic.variance_ratio_from_binary_advantages`), which checks its own assumption.
+(:func:`etr_verl.elastic.variance_ratio_from_binary_advantages`), which checks its own assumption. With
+``etr_budget=preserve`` the driver sends the final factors instead (computed from the whole batch), and the loss
+uses them as they are.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from etr_verl.adapters.loss_config import LOSS_MODE, etr_policy_loss_config
 logger = logging.getLogger(__name__)
 
 _driver_variance_ratio: ContextVar[Optional[torch.Tensor]] = ContextVar("etr_driver_variance_ratio", default=None)
+_driver_factor: ContextVar[Optional[torch.Tensor]] = ContextVar("etr_driver_factor", default=None)
 _fallback_announced = False
 
 
@@ -39,6 +42,17 @@ def driver_macro_signal(variance_ratio: Optional[torch.Tensor]) -> Iterator[None
         yield
     finally:
         _driver_variance_ratio.reset(token)
+
+
+@contextmanager
+def driver_budget_factors(factor: Optional[torch.Tensor]) -> Iterator[None]:
+    """Make the driver's ``(bs,)`` budget-preserving factors of the current micro-batch visible to the ``etr``
+    loss (``etr_budget=preserve``)."""
+    token = _driver_factor.set(factor)
+    try:
+        yield
+    finally:
+        _driver_factor.reset(token)
 
 
 def compute_policy_loss_etr(
@@ -81,8 +95,12 @@ def compute_policy_loss_etr(
 
     valid_response = elastic.response_has_tokens(response_mask)
     adv_magnitude = elastic.response_advantage_magnitude(advantages, response_mask)
-    variance_ratio, from_driver = _macro_signal(etr, coeffs, advantages, response_mask, config)
-    factor = elastic.elastic_factor(adv_magnitude, variance_ratio, coeffs)
+    if coeffs.budget == "preserve":
+        variance_ratio, from_driver = None, True
+        factor = _budget_factors_from_driver(advantages)
+    else:
+        variance_ratio, from_driver = _macro_signal(etr, coeffs, advantages, response_mask, config)
+        factor = elastic.elastic_factor(adv_magnitude, variance_ratio, coeffs)
     lower, upper = elastic.clip_bounds(factor, eps_low, eps_high, dtype=torch.result_type(log_prob, old_log_prob),
                                        bounds=coeffs.bounds)
 
@@ -122,7 +140,7 @@ def compute_policy_loss_etr(
         macro_weight=summary.per_response.get("macro_weight"), coeffs=coeffs, eps_low=eps_low,
         eps_high=eps_high, pg_clipfrac=metrics["actor/pg_clipfrac"], clipfrac_negative=summary.clipfrac_negative,
     ))
-    if variance_ratio is not None:
+    if variance_ratio is not None or coeffs.budget == "preserve":  # preserve: the driver's factors hold the macro level
         metrics["actor/etr/macro_from_driver"] = float(from_driver)
     metrics["actor/etr/non_finite_tokens"] = float(sum(non_finite.values()))
     return pg_loss, metrics
@@ -243,6 +261,23 @@ def _count_clipped_at_negative_advantage(
     clipped &= negative
     clipped &= response_mask.bool()
     return clipped.sum()
+
+
+def _budget_factors_from_driver(advantages: torch.Tensor) -> torch.Tensor:
+    """The ``(bs,)`` budget-preserving factors the driver computed from the whole batch (``etr_budget=preserve``)."""
+    factor = _driver_factor.get()
+    if factor is None:
+        raise elastic.ETRInputError(
+            "policy_loss.etr_budget=preserve, but no driver-side factors reached the loss: the budget is a statistic "
+            "of the whole batch, computed by algorithm.adv_estimator=etr_grpo in the driver and read by ETR's loss "
+            "function. Run python -m etr_verl.main with algorithm.adv_estimator=etr_grpo, or set "
+            "policy_loss.etr_budget=computed."
+        )
+    if factor.numel() != advantages.shape[0]:
+        raise elastic.ETRInputError(
+            f"driver budget factors have {factor.numel()} values for a micro-batch of {advantages.shape[0]}."
+        )
+    return factor.reshape(-1).to(device=advantages.device, dtype=torch.float32)
 
 
 def _macro_signal(
