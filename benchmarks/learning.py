@@ -1,10 +1,15 @@
-"""Learning benchmark: GRPO, DAPO clip-higher, ETR and its ablations on the demo's miniature task, several seeds.
+"""Learning benchmark: GRPO, DAPO clip-higher, ETR, its ablations and readings on a miniature task, several seeds.
 
 Every run is verl 0.9.1's real V1 trainer on the local CPU backend (``python -m etr_verl.main backend=local_cpu``,
 through :mod:`etr_verl.demo.runner`), with the same task, the same number of steps and the same rollouts per step
 (prompts x group size) for every arm. Arms differ only in the algorithm preset (and, for coefficient arms, in
 ``policy_loss.etr_*`` overrides). Per run, verl's own JSONL metrics are kept; this script then aggregates them
-over seeds (mean and spread) into a markdown table and PNG plots.
+over seeds (mean and spread, and each arm's per-seed difference from GRPO) into markdown tables and PNG plots.
+
+Tasks (``--task``): ``carry`` (default; :mod:`carry_task`: 1-3 digit sums worked column by column, mixed
+difficulty, validation at temperature 1 with k samples for mean@k and pass@k, greedy accuracy measured on the
+checkpoints saved at every validation step) and ``digits`` (the demo's single-digit sums; the dated appendix of
+docs/benchmarks.md).
 
     python benchmarks/learning.py                      # the documented full run (docs/benchmarks.md)
     python benchmarks/learning.py --quick              # CI smoke: one ETR run of 2 steps, same pipeline
@@ -25,9 +30,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from etr_verl.demo.report import read_metrics, series, val_key
+import carry_task  # benchmarks/carry_task.py, beside this script
+
+from etr_verl.demo import task as digits_task
+from etr_verl.demo.report import VAL_PREFIX, read_metrics, series
 from etr_verl.demo.runner import run_trainer, trainer_overrides
-from etr_verl.demo.task import build_task
+
+TASKS = {"carry": carry_task.build_task, "digits": digits_task.build_task}
 
 ACTOR = "actor_rollout_ref.actor"
 ACTOR_KEYS = ("clip_ratio_low", "clip_ratio_high")  # for controls, e.g. GRPO with ETR's mean clip range
@@ -69,14 +78,25 @@ def parse_arm(text: str) -> Arm:
     return Arm(name, preset, overrides)
 
 
+# GRPO and DAPO run through ETR's loss with both levels off, which is verl's `vanilla` loss bit for bit (the anchor
+# test, tests/test_parity_with_vanilla.py): the same numbers, plus ETR's clip fractions by advantage sign for them
+BASELINES_THROUGH_ETR = {
+    "grpo": Arm("grpo", "etr", {"etr_alpha": "0", "etr_beta": "0"}),
+    "dapo": Arm("dapo", "etr", {"etr_alpha": "0", "etr_beta": "0", "clip_ratio_high": "0.28"}),
+}
+
+
 @dataclass
 class Settings:
+    task: str = "carry"
     steps: int = 30
     prompts_per_step: int = 8
     group_size: int = 8
     updates_per_step: int = 4
     lr: float = 1e-3
     test_freq: int = 5
+    val_samples: int = 8  # k of mean@k / pass@k; 0: greedy validation in verl (the digits task)
+    max_response_length: int = carry_task.MAX_RESPONSE_TOKENS
 
     def save(self, out: Path) -> None:
         (out / "settings.json").write_text(json.dumps(asdict(self)))
@@ -86,9 +106,15 @@ class Settings:
         return cls(**json.loads((out / "settings.json").read_text()))
 
     def describe(self) -> str:
-        return (f"{self.steps} steps x {self.prompts_per_step} prompts x {self.group_size} responses, "
-                f"{self.updates_per_step} PPO mini-batches per step, lr {self.lr:g}, validation every "
-                f"{self.test_freq} steps (greedy, 64 prompts)")
+        validation = (f"temperature 1, {self.val_samples} samples per prompt; greedy on the checkpoints"
+                      if self.val_samples else "greedy")
+        return (f"task {self.task}, {self.steps} steps x {self.prompts_per_step} prompts x {self.group_size} "
+                f"responses, {self.updates_per_step} PPO mini-batches per step, lr {self.lr:g}, responses up to "
+                f"{self.max_response_length} tokens, validation every {self.test_freq} steps ({validation})")
+
+    @property
+    def greedy_on_checkpoints(self) -> bool:
+        return self.val_samples > 0
 
 
 def run_arm(task: dict, arm: Arm, seed: int, settings: Settings, out: Path) -> Path:
@@ -99,38 +125,95 @@ def run_arm(task: dict, arm: Arm, seed: int, settings: Settings, out: Path) -> P
     if metrics.exists() and any(r["step"] == settings.steps for r in read_metrics(metrics)):
         print(f"[learning] {arm.name} seed {seed}: reusing {metrics}")
         return metrics
+    checkpoints = run_dir / f"seed{seed}_checkpoints"
     overrides = trainer_overrides(
         task, arm.preset, settings.steps, seed, run_dir, prompts_per_step=settings.prompts_per_step,
         group_size=settings.group_size, updates_per_step=settings.updates_per_step, test_freq=settings.test_freq,
-        lr=settings.lr,
+        lr=settings.lr, max_response_length=settings.max_response_length, val_samples=settings.val_samples,
+        save_freq=settings.test_freq if settings.greedy_on_checkpoints else -1,
     )
-    overrides = [o for o in overrides if not o.startswith("trainer.experiment_name=")]
-    overrides += [f"trainer.experiment_name={arm.name}_seed{seed}", *arm.overrides()]
+    overrides = [o for o in overrides if not o.startswith(("trainer.experiment_name=", "trainer.default_local_dir="))]
+    overrides += [f"trainer.experiment_name={arm.name}_seed{seed}", f"trainer.default_local_dir={checkpoints}",
+                  "trainer.resume_mode=disable", *arm.overrides()]
+    if settings.greedy_on_checkpoints:  # the Hugging Face weights only: what the greedy evaluation loads
+        overrides.append("actor_rollout_ref.actor.checkpoint.save_contents=[hf_model]")
     start = time.time()
     print(f"[learning] {arm.name} seed {seed}: {settings.steps} steps")
     run_trainer(overrides, metrics, run_dir / f"seed{seed}.log", echo=lambda line: None)
+    if settings.greedy_on_checkpoints:
+        greedy = greedy_on_checkpoints(checkpoints, task)
+        (run_dir / f"seed{seed}.greedy.json").write_text(json.dumps(greedy, indent=1))
     print(f"[learning] {arm.name} seed {seed}: done in {time.time() - start:.0f} s")
     return metrics
 
 
+def greedy_on_checkpoints(checkpoints: Path, task: dict) -> dict[str, dict[str, float]]:
+    """Greedy accuracy (overall and per difficulty) of every saved step's model, then the checkpoints are
+    removed (only the numbers are kept). Step 0 is the warm start's, measured when the task was built."""
+    import shutil
+
+    results = {"0": json.loads((Path(task["model"]).parent / "task.json").read_text())["greedy_accuracy"]}
+    for step_dir in sorted(checkpoints.glob("global_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1])):
+        model_dir = step_dir / "actor" / "huggingface"
+        results[step_dir.name.rsplit("_", 1)[1]] = carry_task.greedy_accuracy(model_dir, task["val"])
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return results
+
+
 # ---- aggregation ----------------------------------------------------------------------------------------------
 
-def run_summary(rows: list[dict]) -> dict[str, float]:
-    """Scalars of one run: final / area-under-curve validation accuracy, mean training signals, step times."""
-    vk = val_key(rows)
-    steps, acc = series(rows, vk) if vk else ([], [])
-    if len(steps) < 2:
-        raise ValueError("a run needs at least two validation points (val_before_train and one test_freq)")
-    # normalised trapezoid area under the validation curve over [first, last] step: mean accuracy over training
-    area = sum((s1 - s0) * (a0 + a1) / 2 for s0, s1, a0, a1 in zip(steps, steps[1:], acc, acc[1:]))
+def accuracy_keys(rows: list[dict]) -> dict[str, str]:
+    """verl's validation accuracy keys of a run: ``mean@k`` (``k`` = responses per prompt; greedy with ``k = 1``)
+    and, for ``k > 1``, ``pass@k`` (verl's ``best@k/mean``: the chance that one of ``k`` samples passes)."""
+    found = {}
+    for key in sorted({k for r in rows for k in r if k.startswith(VAL_PREFIX) and "/acc/" in k}):
+        tail = key.split("/acc/", 1)[1]
+        if tail.startswith("mean@"):
+            found["mean@k"] = key
+        elif tail.startswith("best@") and tail.endswith("/mean"):
+            found["pass@k"] = key
+    return found
+
+
+def area_under_curve(steps: list[int], values: list[float]) -> float:
+    """Normalised trapezoid area over ``[first, last]`` step: the mean value over training."""
+    area = sum((s1 - s0) * (v0 + v1) / 2 for s0, s1, v0, v1 in zip(steps, steps[1:], values, values[1:]))
+    return area / (steps[-1] - steps[0])
+
+
+def greedy_curve(greedy: dict[str, dict[str, float]], which: str = "all") -> tuple[list[int], list[float]]:
+    points = sorted((int(step), acc[which]) for step, acc in greedy.items() if which in acc)
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def run_summary(rows: list[dict], greedy: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
+    """Scalars of one run: first / final / area-under-curve of each accuracy curve (greedy: from the checkpoints
+    when given, else verl's greedy validation; ``mean_at_k``, ``pass_at_k``: verl's validation at temperature 1),
+    the greedy accuracy per difficulty, entropy at the first and last step, mean training signals, step times."""
+    keys = accuracy_keys(rows)
+    curves = {}
+    if greedy:
+        curves["greedy"] = greedy_curve(greedy)
+        if "mean@k" in keys:
+            curves["mean_at_k"] = series(rows, keys["mean@k"])
+    elif "mean@k" in keys:
+        curves["greedy"] = series(rows, keys["mean@k"])
+    if "pass@k" in keys:
+        curves["pass_at_k"] = series(rows, keys["pass@k"])
+    summary = {}
+    for name, (steps, values) in curves.items():
+        if len(steps) < 2:
+            raise ValueError(f"a run needs at least two {name} points (before training and one test_freq)")
+        summary.update({f"{name}_first": values[0], f"{name}_final": values[-1],
+                        f"{name}_auc": area_under_curve(steps, values)})
+    for difficulty in ("1", "2", "3"):
+        if greedy and difficulty in greedy.get(str(max(map(int, greedy))), {}):
+            summary[f"greedy_final_d{difficulty}"] = greedy_curve(greedy, difficulty)[1][-1]
+    entropy = series(rows, "actor/entropy")[1]
+    summary["entropy_first"], summary["entropy_final"] = entropy[0], entropy[-1]
     train = [r for r in rows if r["step"] >= 2]  # step 1 carries one-off warm-up (compilation, allocation)
-    summary = {
-        "val_acc_first": acc[0],
-        "val_acc_final": acc[-1],
-        "val_acc_auc": area / (steps[-1] - steps[0]),
-        "entropy_final": series(rows, "actor/entropy")[1][-1],
-    }
-    for key, name in (("actor/pg_clipfrac", "clipfrac"), ("actor/entropy", "entropy"),
+    for key, name in (("actor/pg_clipfrac", "clipfrac"), ("actor/etr/pg_clipfrac_adv_pos", "clipfrac_pos"),
+                      ("actor/etr/pg_clipfrac_adv_neg", "clipfrac_neg"), ("actor/entropy", "entropy"),
                       ("critic/score/mean", "train_reward"), ("actor/etr/eps_low_mean", "eps_low"),
                       ("actor/etr/eps_high_mean", "eps_high"), ("actor/etr/factor_mean", "factor"),
                       ("timing_s/step", "step_s"), ("timing_s/update_actor", "update_actor_s")):
@@ -149,18 +232,46 @@ def spread(values: list[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+COLUMNS = (("greedy final", "greedy_final", 3), ("greedy AUC", "greedy_auc", 3),
+           ("pass@k final", "pass_at_k_final", 3), ("pass@k AUC", "pass_at_k_auc", 3),
+           ("mean@k final", "mean_at_k_final", 3), ("3-digit greedy final", "greedy_final_d3", 3),
+           ("entropy first", "entropy_first", 3), ("entropy final", "entropy_final", 3),
+           ("clip frac A>0", "clipfrac_pos", 4), ("clip frac A<0", "clipfrac_neg", 4),
+           ("eps_low eff.", "eps_low", 3), ("eps_high eff.", "eps_high", 3))
+
+
 def results_table(summaries: dict[str, list[dict]]) -> str:
-    columns = (("val acc final", "val_acc_final", 3), ("val acc AUC", "val_acc_auc", 3),
-               ("train reward", "train_reward", 3), ("entropy final", "entropy_final", 3),
-               ("clip fraction", "clipfrac", 4), ("eps_low eff.", "eps_low", 3), ("eps_high eff.", "eps_high", 3))
-    lines = ["| arm | seeds | " + " | ".join(c[0] for c in columns) + " |",
-             "|---|---|" + "---|" * len(columns)]
+    present = [c for c in COLUMNS if any(c[1] in r for runs in summaries.values() for r in runs)]
+    lines = ["| arm | seeds | " + " | ".join(c[0] for c in present) + " |", "|---|---|" + "---|" * len(present)]
     for arm, runs in summaries.items():
         cells = []
-        for _, key, digits in columns:
+        for _, key, digits in present:
             values = [r[key] for r in runs if key in r]
-            cells.append(spread(values, digits) if values else "static")
+            cells.append(spread(values, digits) if values else "–")
         lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+PAIRED = (("greedy final", "greedy_final"), ("greedy AUC", "greedy_auc"), ("pass@k final", "pass_at_k_final"),
+          ("pass@k AUC", "pass_at_k_auc"), ("entropy final", "entropy_final"))
+
+
+def paired_table(summaries: dict[str, list[dict]], seeds: list[int], reference: str = "grpo") -> str:
+    """Per arm, its per-seed difference from ``reference`` (same seed: same data order and initial sampling):
+    ``mean ± sd of (arm - reference)`` and how many seeds the arm is ahead on."""
+    if reference not in summaries:
+        return f"(no {reference} runs: no paired comparison)"
+    present = [c for c in PAIRED if any(c[1] in r for r in summaries[reference])]
+    lines = [f"| arm - {reference} | " + " | ".join(c[0] for c in present) + " |", "|---|" + "---|" * len(present)]
+    for arm, runs in summaries.items():
+        if arm == reference:
+            continue
+        cells = []
+        for _, key in present:
+            diffs = [r[key] - g[key] for r, g in zip(runs, summaries[reference]) if key in r and key in g]
+            ahead = sum(d > 0 for d in diffs)
+            cells.append(f"{spread(diffs, 3)} ({ahead}/{len(diffs)} ahead)" if diffs else "–")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -180,17 +291,31 @@ def step_time_table(summaries: dict[str, list[dict]], reference: str = "grpo") -
 
 
 PLOTS = {
-    "learning_val_accuracy.png": ("validation accuracy (greedy), mean and min-max over seeds", "val"),
+    "learning_greedy_accuracy.png": ("greedy validation accuracy, mean and min-max over seeds", "greedy"),
+    "learning_pass_at_k.png": ("pass@k at temperature 1 (verl's best@k)", "pass@k"),
     "learning_entropy.png": ("policy entropy", "actor/entropy"),
-    "learning_clip_fraction.png": ("clip fraction", "actor/pg_clipfrac"),
-    "learning_eps_high.png": ("effective upper clip offset eps_high * f (static: 0.2 / 0.28)",
-                              "actor/etr/eps_high_mean"),
+    "learning_clip_fraction.png": ("clip fraction (A > 0 solid, A < 0 dashed)", "clip"),
+    "learning_eps_high.png": ("effective upper clip offset eps_high * f", "actor/etr/eps_high_mean"),
 }
 
 
-def plot(runs: dict[str, list[list[dict]]], out_dir: Path, static_high: dict[str, float]) -> list[Path]:
-    """The PNGs of :data:`PLOTS`: per arm, the mean over seeds and the min-max band. ``static_high``: the fixed
-    ``clip_ratio_high`` of the arms without elastic bounds (drawn as dotted lines)."""
+def _curves(rows: list[dict], greedy: dict | None, key: str) -> dict[str, dict[int, float]]:
+    """The curves one plot draws for one run: ``{suffix: {step: value}}``."""
+    if key == "greedy":
+        return {"": dict(zip(*greedy_curve(greedy)))} if greedy else (
+            {"": dict(zip(*series(rows, accuracy_keys(rows)["mean@k"])))} if "mean@k" in accuracy_keys(rows)
+            else {})
+    if key == "pass@k":
+        found = accuracy_keys(rows).get("pass@k")
+        return {"": dict(zip(*series(rows, found)))} if found else {}
+    if key == "clip":
+        return {"": dict(zip(*series(rows, "actor/etr/pg_clipfrac_adv_pos"))),
+                " (A<0)": dict(zip(*series(rows, "actor/etr/pg_clipfrac_adv_neg")))}
+    return {"": dict(zip(*series(rows, key)))}
+
+
+def plot(runs: dict[str, list[list[dict]]], greedy: dict[str, list[dict | None]], out_dir: Path) -> list[Path]:
+    """The PNGs of :data:`PLOTS`: per arm, the mean over seeds and the min-max band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,28 +323,27 @@ def plot(runs: dict[str, list[list[dict]]], out_dir: Path, static_high: dict[str
 
     written = []
     for filename, (title, key) in PLOTS.items():
-        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+        fig, ax = plt.subplots(figsize=(7.2, 4.2))
         for arm, seeds in runs.items():
-            curves = []
-            for rows in seeds:
-                k = val_key(rows) if key == "val" else key
-                curves.append(dict(zip(*series(rows, k))) if k else {})
-            steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
-            if not steps and key == "actor/etr/eps_high_mean" and arm in static_high:
-                ax.axhline(static_high[arm], linestyle=":", color=ax._get_lines.get_next_color(),
-                           label=f"{arm} (static)")
-                continue
-            if not steps:
-                continue
-            mean = [statistics.fmean(c[s] for c in curves) for s in steps]
-            line, = ax.plot(steps, mean, marker="o" if key == "val" else None, markersize=3, label=arm)
-            ax.fill_between(steps, [min(c[s] for c in curves) for s in steps],
-                            [max(c[s] for c in curves) for s in steps], color=line.get_color(), alpha=0.12)
+            per_seed = [_curves(rows, g, key) for rows, g in zip(seeds, greedy[arm])]
+            color = None
+            for suffix in (per_seed[0] if per_seed else {}):
+                curves = [c.get(suffix, {}) for c in per_seed]
+                steps = sorted(set.intersection(*(set(c) for c in curves)))
+                if not steps:
+                    continue
+                mean = [statistics.fmean(c[s] for c in curves) for s in steps]
+                line, = ax.plot(steps, mean, "--" if suffix else "-", color=color,
+                                marker="o" if key in ("greedy", "pass@k") else None, markersize=3,
+                                label=arm if not suffix else None)
+                color = line.get_color()
+                ax.fill_between(steps, [min(c[s] for c in curves) for s in steps],
+                                [max(c[s] for c in curves) for s in steps], color=color, alpha=0.10)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
         path = out_dir / filename
         fig.savefig(path, dpi=110)
@@ -228,26 +352,34 @@ def plot(runs: dict[str, list[list[dict]]], out_dir: Path, static_high: dict[str
     return written
 
 
+def read_greedy(out: Path, arm: str, seed: int) -> dict | None:
+    path = out / "runs" / arm / f"seed{seed}.greedy.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, docs: Path | None,
            timing_seeds: list[int] | None = None) -> str:
     runs = {arm.name: [read_metrics(out / "runs" / arm.name / f"seed{s}.jsonl") for s in seeds] for arm in arms}
-    summaries = {name: [run_summary(rows) for rows in seed_rows] for name, seed_rows in runs.items()}
+    greedy = {arm.name: [read_greedy(out, arm.name, s) for s in seeds] for arm in arms}
+    summaries = {name: [run_summary(rows, g) for rows, g in zip(seed_rows, greedy[name])]
+                 for name, seed_rows in runs.items()}
     timing_seeds = timing_seeds or seeds
     timed = {name: [summary for seed, summary in zip(seeds, runs) if seed in timing_seeds]
              for name, runs in summaries.items()}
     (out / "summaries.json").write_text(json.dumps(summaries, indent=1))
     figure_dir = docs or out
     figure_dir.mkdir(parents=True, exist_ok=True)
-    preset_high = {"grpo": 0.2, "dapo": 0.28}  # etr_verl/hydra_configs/algo/{grpo,dapo}.yaml
-    static_high = {a.name: float(a.loss_overrides.get("clip_ratio_high", preset_high[a.preset]))
-                   for a in arms if a.preset in preset_high}
-    plot(runs, figure_dir, static_high)
+    plot(runs, greedy, figure_dir)
     overrides = "; ".join(f"{a.name} = {a.preset} + {a.loss_overrides}" for a in arms if a.loss_overrides)
     text = "\n".join([
         f"Setup: {settings.describe()}; seeds {seeds}.",
-        f"Coefficient arms: {overrides}." if overrides else "",
+        f"Arms with overrides: {overrides}." if overrides else "",
         "",
         results_table(summaries),
+        "",
+        "Paired by seed (same data order and sampling seed), each arm minus GRPO:",
+        "",
+        paired_table(summaries, seeds),
         "",
         "Step time (verl's `timing_s/step` and `timing_s/update_actor`, mean over steps 2..N and over seeds "
         f"{timing_seeds}):",
@@ -265,8 +397,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arms", default=",".join(PRESETS), help="comma-separated arm names")
     parser.add_argument("--arm", action="append", default=[], help="define an arm NAME=PRESET[:etr_key=value,...]")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--task", choices=sorted(TASKS), default=Settings.task)
     parser.add_argument("--steps", type=int, default=Settings.steps)
     parser.add_argument("--lr", type=float, default=Settings.lr)
+    parser.add_argument("--updates-per-step", type=int, default=Settings.updates_per_step,
+                        help="PPO mini-batches per step (more: updates further off-policy, clipping binds more)")
     parser.add_argument("--quick", action="store_true", help="CI smoke: etr, seed 0, 2 steps, validation each step")
     parser.add_argument("--report-only", action="store_true", help="aggregate existing runs, train nothing")
     parser.add_argument("--timing-seeds", default=None,
@@ -275,11 +410,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     defined = {name: Arm(name, name) for name in ALL_PRESETS}
+    defined.update(BASELINES_THROUGH_ETR)
     try:
         defined.update({arm.name: arm for arm in map(parse_arm, args.arm)})
     except ValueError as error:
         parser.error(str(error))
-    settings = Settings(steps=args.steps, lr=args.lr)
+    settings = Settings(task=args.task, steps=args.steps, lr=args.lr, updates_per_step=args.updates_per_step)
+    if args.task == "digits":  # the dated appendix's set-up: greedy validation in verl, 3-token answers
+        settings.prompts_per_step, settings.steps, settings.val_samples, settings.max_response_length = 8, 30, 0, 10
+        settings.steps = args.steps if args.steps != Settings.steps else 30
     names, seeds = args.arms, args.seeds
     if args.quick:
         names, seeds, settings.steps, settings.test_freq = "etr", "0", 2, 1
@@ -295,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
     seed_list = [int(s) for s in seeds.split(",")]
 
     # one task for every run: the seed varies the data order, rollouts and initialisation of the optimiser only
+    build_task = TASKS[settings.task]
     task = build_task(out / "task", seed=0, log=lambda m: print("    " + m))
     if not args.report_only:
         out.mkdir(parents=True, exist_ok=True)

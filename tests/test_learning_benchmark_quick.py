@@ -1,5 +1,7 @@
-"""benchmarks/learning.py --quick: the whole pipeline (one ETR run of verl's real trainer, aggregation, plots)."""
+"""benchmarks/learning.py --quick: the whole pipeline (the carry miniature built, one ETR run of verl's real trainer,
+greedy accuracy on its saved checkpoints, aggregation, plots)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,12 @@ def test_learning_benchmark_quick_mode(tmp_path):
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     results = (tmp_path / "results.md").read_text()
     assert "| etr | 1 |" in results and "Step time" in results
-    for png in ("learning_val_accuracy.png", "learning_entropy.png", "learning_clip_fraction.png",
-                "learning_eps_high.png"):
+    for png in ("learning_greedy_accuracy.png", "learning_pass_at_k.png", "learning_entropy.png",
+                "learning_clip_fraction.png", "learning_eps_high.png"):
         assert (tmp_path / png).stat().st_size > 1000, png
+    greedy = json.loads((tmp_path / "runs" / "etr" / "seed0.greedy.json").read_text())
+    assert sorted(greedy, key=int) == ["0", "1", "2"]  # the warm start, then every saved step
+    assert all(0.0 <= acc["all"] <= 1.0 for acc in greedy.values())
+    assert not (tmp_path / "runs" / "etr" / "seed0_checkpoints").exists()  # evaluated, then removed
+    summary = json.loads((tmp_path / "summaries.json").read_text())["etr"][0]
+    assert {"greedy_final", "pass_at_k_final", "mean_at_k_final", "clipfrac_pos", "clipfrac_neg"} <= set(summary)

@@ -13,7 +13,7 @@ loud loading path (if etr_verl is missing or broken in a process, building the a
 Provenance of the defaults: the paper's coefficients were not available (``docs/algorithm.md``). The defaults are
 the project's documented reading — ``alpha = 1, beta = 1/2`` makes ``f_i`` proportional to ``2|r_i - mean_g|``
 for binary rewards (the group's budget is proportional to its variance) — with the factor kept in
-``[0.5, 2]``. The learning benchmark (``docs/benchmarks.md``, section 1: 3 seeds on the miniature task against
+``[0.5, 2]``. The first learning benchmark (``docs/benchmarks.md``, appendix A: 3 seeds on the single-digit task against
 ``alpha = 0.5``, ``beta = 1``, a factor floor of 1 and the single-level ablations) kept them: best final accuracy
 and smallest seed spread among the ETR variants; weak evidence, to revisit with the 7-8B recipes.
 """

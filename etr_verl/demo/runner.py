@@ -13,11 +13,19 @@ from pathlib import Path
 def trainer_overrides(task: dict[str, str], algo: str, steps: int, seed: int, out_dir: Path,
                       prompts_per_step: int = 8, group_size: int = 8, updates_per_step: int = 4,
                       test_freq: int = 5, lr: float = 1e-4, val_before_train: bool = True,
-                      save_freq: int = -1) -> list[str]:
+                      save_freq: int = -1, max_response_length: int = 10, val_samples: int = 0) -> list[str]:
     """The demo's verl config, as overrides of etr_verl's ``etr_trainer`` (every value visible here).
 
-    ``updates_per_step`` mini-batches per step keep the updates off-policy, so that clip bounds can bind."""
+    ``updates_per_step`` mini-batches per step keep the updates off-policy, so that clip bounds can bind.
+    ``val_samples = 0``: greedy validation (one response per prompt); ``k > 0``: ``k`` responses per prompt at
+    temperature 1, so that verl's validation reports ``mean@k`` and ``best@k`` (pass@k for 0/1 rewards)."""
     mini_batch_prompts = max(1, prompts_per_step // updates_per_step)
+    if val_samples > 0:
+        validation = ["actor_rollout_ref.rollout.val_kwargs.do_sample=true",
+                      "actor_rollout_ref.rollout.val_kwargs.temperature=1.0",
+                      f"actor_rollout_ref.rollout.val_kwargs.n={val_samples}"]
+    else:
+        validation = ["actor_rollout_ref.rollout.val_kwargs.do_sample=false"]
     return [
         "backend=local_cpu",
         f"algo={algo}",
@@ -25,12 +33,12 @@ def trainer_overrides(task: dict[str, str], algo: str, steps: int, seed: int, ou
         f"data.val_files={task['val']}",
         f"data.train_batch_size={prompts_per_step}",
         "data.max_prompt_length=32",
-        "data.max_response_length=10",
+        f"data.max_response_length={max_response_length}",
         f"data.seed={seed}",
         f"actor_rollout_ref.model.path={task['model']}",
         f"actor_rollout_ref.rollout.n={group_size}",
         "actor_rollout_ref.rollout.temperature=1.0",
-        "actor_rollout_ref.rollout.val_kwargs.do_sample=false",
+        *validation,
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={prompts_per_step * group_size}",
         f"actor_rollout_ref.actor.ppo_mini_batch_size={mini_batch_prompts}",
         f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={mini_batch_prompts * group_size}",
@@ -57,6 +65,8 @@ def run_trainer(overrides: list[str], metrics_path: Path, log_path: Path, extra_
     # the caller's environment as it is: `python -m etr_verl.main backend=local_cpu` keeps Ray on loopback itself
     env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_path), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     metrics_path.unlink(missing_ok=True)
+    if not any(o.startswith("hydra.run.dir=") for o in overrides):  # Hydra's own files beside the run's, not in cwd
+        overrides = [*overrides, f"hydra.run.dir={metrics_path.parent / (metrics_path.stem + '_hydra')}"]
     cmd = [sys.executable, "-m", "etr_verl.main", *overrides]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

@@ -85,36 +85,52 @@ def warm_start(model, tokenizer, seed: int, steps: int, accuracy: float, log=pri
     """Supervised pass on ``a+b=`` -> ``#### c``, where ``c`` is right with probability ``accuracy``."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    optim = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for step in range(steps):
+
+    def batch():
         texts = []
         for a, b in problems(rng.randint(0, 10**9), 64):
             answer = a + b if rng.random() < accuracy else rng.randint(0, 18)
             messages = [{"role": "user", "content": f"{a}+{b}="}, {"role": "assistant", "content": f"#### {answer}"}]
             texts.append(tokenizer.apply_chat_template(messages, tokenize=False))
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-        loss = model(**batch, labels=labels).loss
+        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return encoded, encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
+
+    supervised_pass(model, batch, steps, lr=3e-3, log_every=50, log=log)
+
+
+def supervised_pass(model, batch, steps: int, lr: float, log_every: int, log=print) -> None:
+    """``steps`` AdamW steps of the causal-LM loss on ``batch() -> (encoded inputs, labels)``; leaves the model in
+    eval mode."""
+    optim = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for step in range(steps):
+        encoded, labels = batch()
+        loss = model(**encoded, labels=labels).loss
         loss.backward()
         optim.step()
         optim.zero_grad()
-        if step % 50 == 0 or step == steps - 1:
+        if step % log_every == 0 or step == steps - 1:
             log(f"warm start {step:4d}/{steps}: loss {loss.item():.3f}")
     model.eval()
 
 
 def write_parquet(path: Path, split: str, seed: int, n: int) -> None:
+    write_sums(path, split, problems(seed, n))
+
+
+def write_sums(path: Path, split: str, pairs: list[tuple[int, int]], extra_info=None) -> None:
+    """verl's RL parquet for the prompts ``a+b=`` (answer ``a + b``, graded by verl's gsm8k reward);
+    ``extra_info(a, b)`` adds fields to each row's ``extra_info``."""
     import pandas as pd
 
     rows = []
-    for i, (a, b) in enumerate(problems(seed, n)):
+    for i, (a, b) in enumerate(pairs):
         rows.append({
             "data_source": DATA_SOURCE,
             "prompt": [{"role": "user", "content": f"{a}+{b}="}],
             "ability": "math",
             "reward_model": {"style": "rule", "ground_truth": str(a + b)},
-            "extra_info": {"split": split, "index": i},
+            "extra_info": {"split": split, "index": i, **(extra_info(a, b) if extra_info else {})},
         })
     pd.DataFrame(rows).to_parquet(path)
 

@@ -1,0 +1,173 @@
+"""The learning benchmark's miniature: multi-digit sums with a worked scratchpad, built locally.
+
+Why this task (issue 13; docs/benchmarks.md section 1): the demo's single-digit sums answer in three tokens, so
+entropy barely moves and every prompt has the same difficulty. Here a response works a sum column by column,
+least significant digit first, carrying by hand, then states the answer::
+
+    prompt  : 47+85=
+    response: 7+5=12 4+8+1=13 #### 132
+
+so responses are 6-36 tokens long (entropy over a real chain), and difficulty is mixed: operands of 1 to 3 digits,
+with and without carries, so that groups spread across pass rates (the macro level only matters then). The grade
+is verl's own ``openai/gsm8k`` reward (strict ``#### <answer>`` format, 0/1), as for the demo.
+
+The policy is a small Qwen2 (character-level tokenizer of :mod:`etr_verl.demo.task`) given a supervised warm
+start on *noisy* worked solutions: each column's sum is written wrong (off by one) with probability ``noise``, and
+the rest of the solution stays consistent with what was written (the carry follows the written sum, the answer is
+the written digits). The warm start is short, so the model starts with headroom: roughly 20-40 % greedy accuracy,
+high on one-digit sums and low on three-digit sums with carries (:func:`greedy_accuracy` measures it,
+:func:`accuracy_by_digits` per difficulty).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import torch
+
+MAX_DIGITS = 3
+MAX_RESPONSE_TOKENS = 40  # the longest worked solution (three columns with carries, four-digit answer) is 36
+
+
+def problems(seed: int, n: int) -> list[tuple[int, int]]:
+    """``n`` pairs ``(a, b)``; each operand has 1 to 3 digits, uniformly, independently (mixed difficulty)."""
+    rng = random.Random(seed)
+
+    def operand() -> int:
+        digits = rng.randint(1, MAX_DIGITS)
+        return rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+
+    return [(operand(), operand()) for _ in range(n)]
+
+
+def worked_solution(a: int, b: int, noise: float = 0.0, rng: random.Random | None = None) -> str:
+    """The scratchpad for ``a + b``: one ``x+y[+carry]=s`` step per column (least significant first), ``#### answer``.
+
+    With ``noise > 0`` each column's written sum is off by one with that probability; the carry and the answer
+    then follow the written sums, so the solution is wrong only in its arithmetic, never in its form."""
+    rng = rng or random.Random(0)
+    xs, ys = str(a)[::-1], str(b)[::-1]
+    columns = max(len(xs), len(ys))
+    carry, steps, digits = 0, [], []
+    for i in range(columns):
+        x = int(xs[i]) if i < len(xs) else 0
+        y = int(ys[i]) if i < len(ys) else 0
+        total = x + y + carry
+        if noise and rng.random() < noise:
+            total = max(0, total + rng.choice((-1, 1)))
+        steps.append(f"{x}+{y}{f'+{carry}' if carry else ''}={total}")
+        digits.append(str(total % 10))
+        carry = total // 10
+    answer = (str(carry) if carry else "") + "".join(reversed(digits))
+    return " ".join(steps) + f" #### {int(answer)}"
+
+
+def difficulty(a: int, b: int) -> int:
+    """The number of columns of the sum (1-3): the benchmark's difficulty label."""
+    return max(len(str(a)), len(str(b)))
+
+
+def warm_start(model, tokenizer, seed: int, steps: int, noise: float, batch: int = 64, lr: float = 3e-3,
+               log=print) -> None:
+    """Supervised pass on noisy worked solutions (the answer tokens only are trained, not the prompt)."""
+    from etr_verl.demo.task import supervised_pass
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+
+    def noisy_batch():
+        prompts, texts = [], []
+        for a, b in problems(rng.randint(0, 10**9), batch):
+            user = [{"role": "user", "content": f"{a}+{b}="}]
+            prompts.append(tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True))
+            texts.append(tokenizer.apply_chat_template(
+                user + [{"role": "assistant", "content": worked_solution(a, b, noise, rng)}], tokenize=False))
+        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
+        for row, prompt in enumerate(prompts):  # no loss on the prompt: the model learns to answer, not to ask
+            labels[row, : len(tokenizer(prompt, add_special_tokens=False)["input_ids"])] = -100
+        return encoded, labels
+
+    supervised_pass(model, noisy_batch, steps, lr=lr, log_every=100, log=log)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, pairs: list[tuple[int, int]], greedy: bool = True, samples: int = 1,
+             temperature: float = 1.0, seed: int = 0) -> list[list[str]]:
+    """Responses (``samples`` per prompt) decoded as text, as the rollout produces them (chat template)."""
+    torch.manual_seed(seed)
+    tokenizer.padding_side = "left"
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": f"{a}+{b}="}], tokenize=False,
+                                             add_generation_prompt=True) for a, b in pairs]
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    out = model.generate(**encoded, max_new_tokens=MAX_RESPONSE_TOKENS, do_sample=not greedy,
+                         temperature=None if greedy else temperature, top_k=None if greedy else 0, top_p=None,
+                         num_return_sequences=samples, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    texts = tokenizer.batch_decode(out[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+    return [texts[i * samples:(i + 1) * samples] for i in range(len(pairs))]
+
+
+def score(response: str, a: int, b: int) -> float:
+    """verl's own grade of a response (``openai/gsm8k``, strict)."""
+    from verl.utils.reward_score.gsm8k import compute_score
+
+    return float(compute_score(response, str(a + b)))
+
+
+def accuracy_by_digits(model, tokenizer, pairs: list[tuple[int, int]]) -> dict[str, float]:
+    """Greedy accuracy overall and per difficulty (``"1"``, ``"2"``, ``"3"`` columns)."""
+    responses = generate(model, tokenizer, pairs)
+    grades = [score(r[0], a, b) for r, (a, b) in zip(responses, pairs)]
+    result = {"all": sum(grades) / len(grades)}
+    for d in range(1, MAX_DIGITS + 1):
+        picked = [g for g, (a, b) in zip(grades, pairs) if difficulty(a, b) == d]
+        if picked:
+            result[str(d)] = sum(picked) / len(picked)
+    return result
+
+
+def greedy_accuracy(model_dir: str | Path, val_parquet: str | Path) -> dict[str, float]:
+    """Greedy accuracy of a saved Hugging Face model on a validation parquet written by :func:`write_parquet`."""
+    import pandas as pd
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    frame = pd.read_parquet(val_parquet)
+    pairs = [tuple(int(x) for x in row["prompt"][0]["content"].rstrip("=").split("+")) for _, row in frame.iterrows()]
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return accuracy_by_digits(model, tokenizer, pairs)
+
+
+def write_parquet(path: Path, split: str, seed: int, n: int) -> None:
+    from etr_verl.demo.task import write_sums
+
+    write_sums(path, split, problems(seed, n), extra_info=lambda a, b: {"columns": difficulty(a, b)})
+
+
+def build_task(out_dir: Path, seed: int = 0, warm_steps: int = 300, noise: float = 0.15, hidden: int = 64,
+               layers: int = 2, n_train: int = 2048, n_val: int = 64, log=print) -> dict[str, str]:
+    """Build (or reuse) tokenizer + warm-started model + train/val parquet under ``out_dir``; returns the paths
+    (``model``, ``train``, ``val``) and, in ``task.json``, the spec and the warm start's greedy accuracy."""
+    from etr_verl.demo.task import build_model, build_tokenizer
+
+    out_dir = Path(out_dir)
+    model_dir, marker = out_dir / "model", out_dir / "task.json"
+    spec = {"task": "carry", "seed": seed, "warm_steps": warm_steps, "noise": noise, "hidden": hidden,
+            "layers": layers, "n_train": n_train, "n_val": n_val}
+    paths = {"model": str(model_dir), "train": str(out_dir / "train.parquet"), "val": str(out_dir / "val.parquet")}
+    if marker.exists() and json.loads(marker.read_text()).get("spec") == spec:
+        return paths
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(model_dir)
+    model = build_model(model_dir, tokenizer, seed, hidden=hidden, layers=layers)
+    warm_start(model, tokenizer, seed, warm_steps, noise, log=log)
+    model.save_pretrained(model_dir)
+    write_parquet(Path(paths["train"]), "train", seed + 1, n_train)
+    write_parquet(Path(paths["val"]), "test", seed + 2, n_val)
+    accuracy = greedy_accuracy(model_dir, paths["val"])
+    log(f"warm start greedy accuracy: {accuracy}")
+    marker.write_text(json.dumps({"spec": spec, "greedy_accuracy": accuracy}))
+    return paths

@@ -1,0 +1,73 @@
+"""The learning benchmark's miniature (benchmarks/carry_task.py) and its aggregation (benchmarks/learning.py):
+worked solutions that verl's own grader accepts, noise that breaks only the arithmetic, a mix of difficulties,
+and the summary and paired-by-seed tables computed from verl-shaped metric rows."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from etr_testkit import load_script
+
+ROOT = Path(__file__).resolve().parents[1]
+carry = load_script(ROOT / "benchmarks" / "carry_task.py", "carry_task")
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), [
+    (47, 85, "7+5=12 4+8+1=13 #### 132"),
+    (999, 999, "9+9=18 9+9+1=19 9+9+1=19 #### 1998"),
+    (5, 3, "5+3=8 #### 8"),
+    (100, 7, "0+7=7 0+0=0 1+0=1 #### 107"),
+])
+def test_worked_solutions_by_hand(a, b, expected):
+    assert carry.worked_solution(a, b) == expected
+
+
+def test_verl_grades_every_clean_solution_right_and_noise_only_breaks_the_arithmetic():
+    from verl.utils.reward_score.gsm8k import compute_score
+
+    rng = random.Random(0)
+    pairs = carry.problems(1, 300)
+    assert all(compute_score(carry.worked_solution(a, b), str(a + b)) == 1.0 for a, b in pairs)
+    noisy = [carry.worked_solution(a, b, noise=0.3, rng=rng) for a, b in pairs]
+    grades = [compute_score(text, str(a + b)) for text, (a, b) in zip(noisy, pairs)]
+    assert 0.2 < sum(grades) / len(grades) < 0.8  # some wrong, some right
+    assert all(text.count(" #### ") == 1 for text in noisy)  # always the graded form
+    assert max(len(carry.worked_solution(a, b)) for a, b in carry.problems(3, 3000)) <= carry.MAX_RESPONSE_TOKENS
+
+
+def test_problems_mix_difficulties():
+    pairs = carry.problems(0, 900)
+    share = {d: sum(carry.difficulty(a, b) == d for a, b in pairs) / len(pairs) for d in (1, 2, 3)}
+    # operands of 1-3 digits independently: P(max = 1) = 1/9, P(max = 2) = 3/9, P(max = 3) = 5/9
+    assert share[1] == pytest.approx(1 / 9, abs=0.04) and share[3] == pytest.approx(5 / 9, abs=0.05)
+
+
+def _rows(accuracies, entropy, clip_pos):
+    rows = []
+    for step, (acc, ent, clip) in enumerate(zip(accuracies, entropy, clip_pos)):
+        row = {"step": step, "actor/entropy": ent, "actor/etr/pg_clipfrac_adv_pos": clip,
+               "actor/etr/pg_clipfrac_adv_neg": clip / 2, "actor/pg_clipfrac": 1.5 * clip}
+        if step % 2 == 0:
+            row["val-core/openai/gsm8k/acc/mean@8"] = acc
+            row["val-core/openai/gsm8k/acc/best@8/mean"] = min(1.0, 2 * acc)
+        rows.append(row)
+    return rows
+
+
+def test_summaries_and_the_paired_table():
+    learning = load_script(ROOT / "benchmarks" / "learning.py", "learning_benchmark")
+    greedy = {"0": {"all": 0.3, "3": 0.1}, "2": {"all": 0.4, "3": 0.2}, "4": {"all": 0.6, "3": 0.3}}
+    summary = learning.run_summary(_rows([0.2, 0, 0.3, 0, 0.5], [0.9, 0.8, 0.7, 0.6, 0.5], [0.01] * 5), greedy)
+    assert summary["greedy_first"] == 0.3 and summary["greedy_final"] == 0.6
+    assert summary["greedy_auc"] == pytest.approx((0.35 * 2 + 0.5 * 2) / 4)
+    assert summary["pass_at_k_final"] == 1.0 and summary["mean_at_k_final"] == 0.5
+    assert summary["greedy_final_d3"] == 0.3
+    assert (summary["entropy_first"], summary["entropy_final"]) == (0.9, 0.5)
+    assert summary["clipfrac_neg"] == pytest.approx(0.005)
+    better = dict(summary, greedy_final=0.7)
+    worse = dict(summary, greedy_final=0.55)
+    table = learning.paired_table({"grpo": [summary, summary], "etr": [better, worse]}, [0, 1])
+    etr_row = next(line for line in table.splitlines() if line.startswith("| etr |"))
+    assert "0.025 ± 0.106 (1/2 ahead)" in etr_row  # diffs +0.1 and -0.05
