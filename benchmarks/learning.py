@@ -30,11 +30,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import carry_task  # benchmarks/carry_task.py, beside this script
-
 from etr_verl.demo import task as digits_task
 from etr_verl.demo.report import VAL_PREFIX, read_metrics, series
 from etr_verl.demo.runner import run_trainer, trainer_overrides
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # carry_task.py lives beside this script, however loaded
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import carry_task  # noqa: E402
 
 TASKS = {"carry": carry_task.build_task, "digits": digits_task.build_task}
 
