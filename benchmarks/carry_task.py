@@ -69,9 +69,29 @@ def difficulty(a: int, b: int) -> int:
     return max(len(str(a)), len(str(b)))
 
 
+def demonstration_pairs(rng: random.Random, n: int, hard_share: float | None) -> list[tuple[int, int]]:
+    """``n`` problems for the warm start. ``hard_share=None``: the task's own mix (:func:`problems`); a number:
+    that share of 3-column sums, the rest 1-2 column sums (each drawn from the task's mix by rejection), so
+    that the warm start can leave the hard sums rarely solved without leaving them never solved."""
+    if hard_share is None:
+        return problems(rng.randint(0, 10**9), n)
+    pool = iter(())
+    pairs = []
+    while len(pairs) < n:
+        want_hard = rng.random() < hard_share
+        for a, b in pool:
+            if (difficulty(a, b) == MAX_DIGITS) == want_hard:
+                pairs.append((a, b))
+                break
+        else:
+            pool = iter(problems(rng.randint(0, 10**9), 4 * n))
+    return pairs
+
+
 def warm_start(model, tokenizer, seed: int, steps: int, noise: float, batch: int = 64, lr: float = 3e-3,
-               log=print) -> None:
-    """Supervised pass on noisy worked solutions (the answer tokens only are trained, not the prompt)."""
+               hard_share: float | None = None, log=print) -> None:
+    """Supervised pass on noisy worked solutions (the answer tokens only are trained, not the prompt);
+    ``hard_share``: :func:`demonstration_pairs`."""
     from etr_verl.demo.task import supervised_pass
 
     rng = random.Random(seed)
@@ -79,7 +99,7 @@ def warm_start(model, tokenizer, seed: int, steps: int, noise: float, batch: int
 
     def noisy_batch():
         prompts, texts = [], []
-        for a, b in problems(rng.randint(0, 10**9), batch):
+        for a, b in demonstration_pairs(rng, batch, hard_share):
             user = [{"role": "user", "content": f"{a}+{b}="}]
             prompts.append(tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True))
             texts.append(tokenizer.apply_chat_template(
@@ -148,22 +168,30 @@ def write_parquet(path: Path, split: str, seed: int, n: int) -> None:
 
 
 def build_task(out_dir: Path, seed: int = 0, warm_steps: int = 300, noise: float = 0.15, hidden: int = 64,
-               layers: int = 2, n_train: int = 2048, n_val: int = 64, log=print) -> dict[str, str]:
+               layers: int = 2, n_train: int = 2048, n_val: int = 64, hard_share: float | None = None,
+               log=print) -> dict[str, str]:
     """Build (or reuse) tokenizer + warm-started model + train/val parquet under ``out_dir``; returns the paths
     (``model``, ``train``, ``val``) and, in ``task.json``, the spec and the warm start's greedy accuracy."""
     from etr_verl.demo.task import build_model, build_tokenizer
 
     out_dir = Path(out_dir)
     model_dir, marker = out_dir / "model", out_dir / "task.json"
-    spec = {"task": "carry", "seed": seed, "warm_steps": warm_steps, "noise": noise, "hidden": hidden,
-            "layers": layers, "n_train": n_train, "n_val": n_val}
+    spec = {"task": "carry", "warm_start_threads": 1, "seed": seed, "warm_steps": warm_steps, "noise": noise,
+            "hidden": hidden, "layers": layers, "n_train": n_train, "n_val": n_val}
+    if hard_share is not None:
+        spec["hard_share"] = hard_share
     paths = {"model": str(model_dir), "train": str(out_dir / "train.parquet"), "val": str(out_dir / "val.parquet")}
     if marker.exists() and json.loads(marker.read_text()).get("spec") == spec:
         return paths
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(model_dir)
     model = build_model(model_dir, tokenizer, seed, hidden=hidden, layers=layers)
-    warm_start(model, tokenizer, seed, warm_steps, noise, log=log)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the warm start's result depends on the thread count: one, on every machine
+    try:
+        warm_start(model, tokenizer, seed, warm_steps, noise, hard_share=hard_share, log=log)
+    finally:
+        torch.set_num_threads(threads)
     model.save_pretrained(model_dir)
     write_parquet(Path(paths["train"]), "train", seed + 1, n_train)
     write_parquet(Path(paths["val"]), "test", seed + 2, n_val)
@@ -171,3 +199,50 @@ def build_task(out_dir: Path, seed: int = 0, warm_steps: int = 300, noise: float
     log(f"warm start greedy accuracy: {accuracy}")
     marker.write_text(json.dumps({"spec": spec, "greedy_accuracy": accuracy}))
     return paths
+
+
+def sampled_accuracy(model, tokenizer, pairs: list[tuple[int, int]], samples: int = 8) -> dict[str, float]:
+    """mean@k and pass@k at temperature 1, overall and on 3-column sums (``k = samples``)."""
+    responses = generate(model, tokenizer, pairs, greedy=False, samples=samples)
+    grades = [[score(r, a, b) for r in rs] for rs, (a, b) in zip(responses, pairs)]
+    hard = [g for g, (a, b) in zip(grades, pairs) if difficulty(a, b) == MAX_DIGITS]
+    result = {"mean@k": sum(map(sum, grades)) / (samples * len(grades)),
+              "pass@k": sum(max(g) for g in grades) / len(grades)}
+    if hard:
+        result.update({"3-column mean@k": sum(map(sum, hard)) / (samples * len(hard)),
+                       "3-column pass@k": sum(max(g) for g in hard) / len(hard)})
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Calibrate a warm start without verl: its greedy and temperature-1 accuracy on the validation problems.
+
+        python benchmarks/carry_task.py --warm-steps 600 --noise 0 --hard-share 0.05
+    """
+    import argparse
+    import tempfile
+
+    from etr_verl.demo.task import build_model, build_tokenizer
+
+    parser = argparse.ArgumentParser(description=main.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--warm-steps", type=int, default=300)
+    parser.add_argument("--noise", type=float, default=0.15)
+    parser.add_argument("--hard-share", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of the warm start (its result depends on them; build_task uses 1)")
+    parser.add_argument("--n-val", type=int, default=64)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = build_tokenizer(Path(tmp))
+        model = build_model(Path(tmp), tokenizer, 0)
+        warm_start(model, tokenizer, 0, args.warm_steps, args.noise, hard_share=args.hard_share, log=lambda m: None)
+        pairs = problems(2, args.n_val)  # build_task's validation problems (seed + 2)
+        print(f"warm start: {args.warm_steps} steps, noise {args.noise}, hard share {args.hard_share}, "
+              f"{args.threads} thread(s)")
+        print("greedy:", {k: round(v, 3) for k, v in accuracy_by_digits(model, tokenizer, pairs).items()})
+        print("temperature 1, k = 8:", {k: round(v, 3) for k, v in sampled_accuracy(model, tokenizer, pairs).items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -71,3 +71,14 @@ def test_summaries_and_the_paired_table():
     table = learning.paired_table({"grpo": [summary, summary], "etr": [better, worse]}, [0, 1])
     etr_row = next(line for line in table.splitlines() if line.startswith("| etr |"))
     assert "0.025 ± 0.106 (1/2 ahead)" in etr_row  # diffs +0.1 and -0.05
+
+
+def test_the_warm_start_mix_of_hard_sums():
+    """hard_share=None keeps the task's own mix (so the recorded pilots reproduce); a number sets the share of
+    3-column sums among the demonstrations."""
+    assert carry.demonstration_pairs(random.Random(4), 50, None) == carry.problems(random.Random(4).randint(0, 10**9),
+                                                                                   50)
+    for share in (0.0, 0.1, 0.5):
+        pairs = carry.demonstration_pairs(random.Random(5), 2000, share)
+        hard = sum(carry.difficulty(a, b) == 3 for a, b in pairs) / len(pairs)
+        assert len(pairs) == 2000 and hard == pytest.approx(share, abs=0.03)
