@@ -99,6 +99,10 @@ class Settings:
     test_freq: int = 5
     val_samples: int = 8  # k of mean@k / pass@k; 0: greedy validation in verl (the digits task)
     max_response_length: int = carry_task.MAX_RESPONSE_TOKENS
+    # the carry task's warm start (carry_task.build_task; calibrate with `python benchmarks/carry_task.py`)
+    warm_steps: int = 300
+    noise: float = 0.15
+    hard_share: float | None = None
 
     def save(self, out: Path) -> None:
         (out / "settings.json").write_text(json.dumps(asdict(self)))
@@ -110,7 +114,10 @@ class Settings:
     def describe(self) -> str:
         validation = (f"temperature 1, {self.val_samples} samples per prompt; greedy on the checkpoints"
                       if self.val_samples else "greedy")
-        return (f"task {self.task}, {self.steps} steps x {self.prompts_per_step} prompts x {self.group_size} "
+        task = self.task if self.task != "carry" else (
+            f"carry (warm start {self.warm_steps} steps, noise {self.noise:g}, 3-column share "
+            f"{'the task mix' if self.hard_share is None else f'{self.hard_share:g}'})")
+        return (f"task {task}, {self.steps} steps x {self.prompts_per_step} prompts x {self.group_size} "
                 f"responses, {self.updates_per_step} PPO mini-batches per step, lr {self.lr:g}, responses up to "
                 f"{self.max_response_length} tokens, validation every {self.test_freq} steps ({validation})")
 
@@ -400,6 +407,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arm", action="append", default=[], help="define an arm NAME=PRESET[:etr_key=value,...]")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--task", choices=sorted(TASKS), default=Settings.task)
+    parser.add_argument("--warm-steps", type=int, default=Settings.warm_steps, help="carry task: warm-start steps")
+    parser.add_argument("--noise", type=float, default=Settings.noise,
+                        help="carry task: share of demonstration column sums written off by one")
+    parser.add_argument("--hard-share", type=float, default=Settings.hard_share,
+                        help="carry task: share of 3-column sums among the demonstrations (default: the task's mix)")
     parser.add_argument("--steps", type=int, default=Settings.steps)
     parser.add_argument("--lr", type=float, default=Settings.lr)
     parser.add_argument("--updates-per-step", type=int, default=Settings.updates_per_step,
@@ -417,7 +429,8 @@ def main(argv: list[str] | None = None) -> None:
         defined.update({arm.name: arm for arm in map(parse_arm, args.arm)})
     except ValueError as error:
         parser.error(str(error))
-    settings = Settings(task=args.task, steps=args.steps, lr=args.lr, updates_per_step=args.updates_per_step)
+    settings = Settings(task=args.task, steps=args.steps, lr=args.lr, updates_per_step=args.updates_per_step,
+                        warm_steps=args.warm_steps, noise=args.noise, hard_share=args.hard_share)
     if args.task == "digits":  # the dated appendix's set-up: greedy validation in verl, 3-token answers
         settings.prompts_per_step, settings.steps, settings.val_samples, settings.max_response_length = 8, 30, 0, 10
         settings.steps = args.steps if args.steps != Settings.steps else 30
@@ -435,10 +448,12 @@ def main(argv: list[str] | None = None) -> None:
     arms = [defined[n] for n in names.split(",")]
     seed_list = [int(s) for s in seeds.split(",")]
 
-    # one task for every run: the seed varies the data order, rollouts and initialisation of the optimiser only
-    build_task = TASKS[settings.task]
-    task = build_task(out / "task", seed=0, log=lambda m: print("    " + m))
     if not args.report_only:
+        # one task for every run: the seed varies the data order, rollouts and optimiser initialisation only
+        warm_start = ({"warm_steps": settings.warm_steps, "noise": settings.noise, "hard_share": settings.hard_share}
+                      if settings.task == "carry" else {})
+        build_task = TASKS[settings.task]
+        task = build_task(out / "task", seed=0, log=lambda m: print("    " + m), **warm_start)
         out.mkdir(parents=True, exist_ok=True)
         settings.save(out)
         start = time.time()
