@@ -279,16 +279,8 @@ def unclamped_factor(
 def elastic_factor(
     adv_magnitude: torch.Tensor, variance_ratio: Optional[torch.Tensor], coeffs: ElasticityCoefficients
 ) -> torch.Tensor:
-    """``f_i = clamp(u_i, factor_min, factor_max)`` (:func:`unclamped_factor`): the factor of ``budget=computed``.
-
-    Args:
-        adv_magnitude: ``(bs,)`` ``|A_i|``.
-        variance_ratio: ``(bs,)`` ``v_g / v_max`` of each response's group, or None when macro elasticity is off.
-        coeffs: the elasticity coefficients.
-
-    Returns:
-        ``(bs,)`` fp32, inside ``[factor_min, factor_max]``.
-    """
+    """``f_i = clamp(u_i, factor_min, factor_max)``, the factor of ``budget=computed``: the arguments of
+    :func:`unclamped_factor`, ``(bs,)`` fp32 inside ``[factor_min, factor_max]``."""
     return unclamped_factor(adv_magnitude, variance_ratio, coeffs).clamp(min=coeffs.factor_min,
                                                                          max=coeffs.factor_max)
 

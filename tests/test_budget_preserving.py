@@ -17,7 +17,7 @@ from etr_testkit import actor_config, binary_groups, load_script, loss_batch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensordict import TensorDict
-from verl import DataProto
+from test_verl_paths import _padded_proto
 from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.utils import tensordict_utils as tu
 
@@ -128,18 +128,6 @@ def test_an_unreachable_budget_gives_the_closest_factors():
 
 
 # ------------------------------------------------------------------------------------------------ the driver
-
-
-def _padded_proto(scores, gids, lengths):
-    bs, width = scores.numel(), max(lengths)
-    mask = torch.zeros(bs, width)
-    rewards = torch.zeros(bs, width)
-    for i, n in enumerate(lengths):
-        mask[i, :n] = 1
-        if n:
-            rewards[i, n - 1] = scores[i]
-    return DataProto.from_dict(tensors={"token_level_rewards": rewards, "response_mask": mask},
-                               non_tensors={"uid": np.array([f"prompt-{int(g)}" for g in gids], dtype=object)})
 
 
 def _algorithm(coeffs):
