@@ -311,8 +311,10 @@ def budget_scale(unclamped: torch.Tensor, factor_min: float, factor_max: float) 
     """
     u = unclamped.double().reshape(-1)
     n = u.numel()
-    if n == 0 or factor_min == factor_max or factor_min >= 1.0:  # factor_min = 1: s = 0 gives g = 1 already
-        return 1.0 if n == 0 or factor_min == factor_max else 0.0
+    if n == 0 or factor_min == factor_max:
+        return 1.0
+    if factor_min >= 1.0:  # factor_min = 1: s = 0 already gives g = 1
+        return 0.0
     positive = u[u > 0]
     if positive.numel() == 0:
         return 1.0  # every factor sits at the floor whatever s is

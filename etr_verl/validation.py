@@ -83,7 +83,7 @@ def validate(config: DictConfig) -> None:
                 "loss_mode=etr needs actor_rollout_ref.actor.policy_loss._target_=etr_verl.config.EtrPolicyLossConfig "
                 "in etr_verl.main (the algo=etr preset sets it)."
             )
-        check_etr_setup(config, actor_config, policy_loss)
+        check_etr_setup(config, actor_config, policy_loss, driver_reading)
     elif config.algorithm.adv_estimator == "etr_grpo":
         check_macro_channel_is_free(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
@@ -105,7 +105,7 @@ def check_trainer_mode(config: DictConfig) -> None:
     raise ValueError(f"trainer.v1.trainer_mode={mode!r} is not one of verl's trainers {known}.{hint}")
 
 
-def check_etr_setup(config: DictConfig, actor_config: Any, policy_loss: Any) -> None:
+def check_etr_setup(config: DictConfig, actor_config: Any, policy_loss: Any, driver_reading: Any = None) -> None:
     """The set-ups the ``etr`` loss cannot serve, refused with the fix; ``etr_macro_source=auto`` resolved."""
     from etr_verl.adapters.loss_function import refuse_distillation
     from etr_verl.elastic import validate_clip_range
@@ -116,7 +116,7 @@ def check_etr_setup(config: DictConfig, actor_config: Any, policy_loss: Any) -> 
     refuse_distillation(config)
     warn_about_advantage_scale(config, policy_loss)
     if policy_loss.etr_budget == "preserve":
-        write_budget_preserving_reading(config, policy_loss)
+        write_budget_preserving_reading(config, policy_loss, driver_reading)
     if not policy_loss.coefficients.macro_on:
         return
     group_size = config.actor_rollout_ref.rollout.n
@@ -146,13 +146,14 @@ def check_etr_setup(config: DictConfig, actor_config: Any, policy_loss: Any) -> 
         check_macro_channel_is_free(config)
 
 
-def write_budget_preserving_reading(config: DictConfig, policy_loss: Any) -> None:
+def write_budget_preserving_reading(config: DictConfig, policy_loss: Any, present: Any = None) -> None:
     """``etr_budget=preserve``: the budget is a statistic of the whole batch, computed by ``etr_grpo`` in the driver,
     which verl hands the ``algorithm`` block only; copy the loss's coefficients to
-    ``algorithm.etr.budget_preserving_reading`` (a copy already there must agree)."""
+    ``algorithm.etr.budget_preserving_reading``. ``present``: the copy already there (parsed by :func:`validate`),
+    which must agree."""
     from omegaconf import OmegaConf, open_dict
 
-    from etr_verl.config import EtrAlgorithmConfig, driver_copy_of_reading
+    from etr_verl.config import driver_copy_of_reading
 
     estimator = config.algorithm.adv_estimator
     if estimator != "etr_grpo":
@@ -168,7 +169,6 @@ def write_budget_preserving_reading(config: DictConfig, policy_loss: Any) -> Non
         )
     check_macro_channel_is_free(config)
     coefficients = policy_loss.coefficients
-    present = EtrAlgorithmConfig.from_algorithm_config(config.algorithm).budget_preserving_reading
     if present is not None and present != coefficients:
         raise ValueError(
             f"algorithm.etr.budget_preserving_reading={present} disagrees with the loss's keys ({coefficients}): "
