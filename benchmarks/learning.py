@@ -94,22 +94,26 @@ class Settings:
     steps: int = 30
     prompts_per_step: int = 8
     group_size: int = 8
+    # chosen by the GRPO pilots of docs/benchmarks.md section 1: clipping binds (about 1 %), no collapse
     updates_per_step: int = 4
-    lr: float = 1e-3
+    epochs: int = 4  # PPO epochs over each step's rollouts
+    lr: float = 1e-4
     test_freq: int = 5
     val_samples: int = 8  # k of mean@k / pass@k; 0: greedy validation in verl (the digits task)
     max_response_length: int = carry_task.MAX_RESPONSE_TOKENS
     # the carry task's warm start (carry_task.build_task; calibrate with `python benchmarks/carry_task.py`)
-    warm_steps: int = 300
-    noise: float = 0.15
-    hard_share: float | None = None
+    warm_steps: int = 600
+    noise: float = 0.0
+    hard_share: float | None = 0.05
 
     def save(self, out: Path) -> None:
         (out / "settings.json").write_text(json.dumps(asdict(self)))
 
     @classmethod
     def load(cls, out: Path) -> "Settings":
-        return cls(**json.loads((out / "settings.json").read_text()))
+        saved = json.loads((out / "settings.json").read_text())
+        saved.setdefault("epochs", 1)  # runs saved before the option existed had one epoch
+        return cls(**saved)
 
     def describe(self) -> str:
         validation = (f"temperature 1, {self.val_samples} samples per prompt; greedy on the checkpoints"
@@ -118,8 +122,9 @@ class Settings:
             f"carry (warm start {self.warm_steps} steps, noise {self.noise:g}, 3-column share "
             f"{'the task mix' if self.hard_share is None else f'{self.hard_share:g}'})")
         return (f"task {task}, {self.steps} steps x {self.prompts_per_step} prompts x {self.group_size} "
-                f"responses, {self.updates_per_step} PPO mini-batches per step, lr {self.lr:g}, responses up to "
-                f"{self.max_response_length} tokens, validation every {self.test_freq} steps ({validation})")
+                f"responses, {self.updates_per_step} PPO mini-batches per step x {self.epochs} epoch(s), "
+                f"lr {self.lr:g}, responses up to {self.max_response_length} tokens, validation every "
+                f"{self.test_freq} steps ({validation})")
 
     @property
     def greedy_on_checkpoints(self) -> bool:
@@ -138,7 +143,8 @@ def run_arm(task: dict, arm: Arm, seed: int, settings: Settings, out: Path) -> P
     overrides = trainer_overrides(
         task, arm.preset, settings.steps, seed, run_dir, prompts_per_step=settings.prompts_per_step,
         group_size=settings.group_size, updates_per_step=settings.updates_per_step, test_freq=settings.test_freq,
-        lr=settings.lr, max_response_length=settings.max_response_length, val_samples=settings.val_samples,
+        ppo_epochs=settings.epochs, lr=settings.lr, max_response_length=settings.max_response_length,
+        val_samples=settings.val_samples,
         save_freq=settings.test_freq if settings.greedy_on_checkpoints else -1,
     )
     overrides = [o for o in overrides if not o.startswith(("trainer.experiment_name=", "trainer.default_local_dir="))]
@@ -416,6 +422,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=Settings.lr)
     parser.add_argument("--updates-per-step", type=int, default=Settings.updates_per_step,
                         help="PPO mini-batches per step (more: updates further off-policy, clipping binds more)")
+    parser.add_argument("--epochs", type=int, default=Settings.epochs,
+                        help="PPO epochs over each step's rollouts (verl's actor.ppo_epochs)")
     parser.add_argument("--quick", action="store_true", help="CI smoke: etr, seed 0, 2 steps, validation each step")
     parser.add_argument("--report-only", action="store_true", help="aggregate existing runs, train nothing")
     parser.add_argument("--timing-seeds", default=None,
@@ -430,10 +438,12 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     settings = Settings(task=args.task, steps=args.steps, lr=args.lr, updates_per_step=args.updates_per_step,
+                        epochs=args.epochs,
                         warm_steps=args.warm_steps, noise=args.noise, hard_share=args.hard_share)
     if args.task == "digits":  # the dated appendix's set-up: greedy validation in verl, 3-token answers
         settings.prompts_per_step, settings.steps, settings.val_samples, settings.max_response_length = 8, 30, 0, 10
         settings.steps = args.steps if args.steps != Settings.steps else 30
+        settings.epochs = args.epochs if args.epochs != Settings.epochs else 1
     names, seeds = args.arms, args.seeds
     if args.quick:
         names, seeds, settings.steps, settings.test_freq = "etr", "0", 2, 1

@@ -99,3 +99,17 @@ def test_every_reading_preset_can_be_named_as_a_learning_arm():
     for name in ("etr_linear", "etr_tanh", "etr_floor", "etr_additive", "etr_upper"):
         assert name in learning.ALL_PRESETS
         assert learning.parse_arm(f"{name}_a={name}:etr_alpha=0.7").preset == name
+
+
+def test_learning_settings_saved_before_the_epochs_option_load_as_one_epoch(tmp_path):
+    import json
+
+    learning = _learning_module()
+    saved = learning.Settings(epochs=3)
+    saved.save(tmp_path)
+    assert learning.Settings.load(tmp_path) == saved
+    old = json.loads((tmp_path / "settings.json").read_text())
+    del old["epochs"]
+    (tmp_path / "settings.json").write_text(json.dumps(old))
+    assert learning.Settings.load(tmp_path).epochs == 1
+    assert "x 1 epoch(s)" in learning.Settings.load(tmp_path).describe()

@@ -95,6 +95,17 @@ def test_on_policy_setup_warns():
         validate(config)
 
 
+def test_ppo_epochs_reach_verls_actor_config_and_let_clipping_bind():
+    """One mini-batch per step but several epochs: the later epochs are off-policy, so no warning."""
+    from verl.utils.config import omega_conf_to_dataclass
+
+    config = _compose(_demo_overrides("etr", updates_per_step=1, ppo_epochs=3))
+    assert omega_conf_to_dataclass(config.actor_rollout_ref.actor).ppo_epochs == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OnPolicyClipWarning)
+        assert check_clipping_can_bind(config)
+
+
 def _main(args, tmp_path):
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     return subprocess.run([sys.executable, "-m", "etr_verl.main", *args], capture_output=True, text=True,

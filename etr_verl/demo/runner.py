@@ -13,10 +13,12 @@ from pathlib import Path
 def trainer_overrides(task: dict[str, str], algo: str, steps: int, seed: int, out_dir: Path,
                       prompts_per_step: int = 8, group_size: int = 8, updates_per_step: int = 4,
                       test_freq: int = 5, lr: float = 1e-4, val_before_train: bool = True,
-                      save_freq: int = -1, max_response_length: int = 10, val_samples: int = 0) -> list[str]:
+                      save_freq: int = -1, max_response_length: int = 10, val_samples: int = 0,
+                      ppo_epochs: int = 1) -> list[str]:
     """The demo's verl config, as overrides of etr_verl's ``etr_trainer`` (every value visible here).
 
-    ``updates_per_step`` mini-batches per step keep the updates off-policy, so that clip bounds can bind.
+    ``updates_per_step`` mini-batches per step, each seen ``ppo_epochs`` times, keep the updates off-policy, so
+    that clip bounds can bind.
     ``val_samples = 0``: greedy validation (one response per prompt); ``k > 0``: ``k`` responses per prompt at
     temperature 1, so that verl's validation reports ``mean@k`` and ``best@k`` (pass@k for 0/1 rewards)."""
     mini_batch_prompts = max(1, prompts_per_step // updates_per_step)
@@ -42,6 +44,7 @@ def trainer_overrides(task: dict[str, str], algo: str, steps: int, seed: int, ou
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={prompts_per_step * group_size}",
         f"actor_rollout_ref.actor.ppo_mini_batch_size={mini_batch_prompts}",
         f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={mini_batch_prompts * group_size}",
+        f"actor_rollout_ref.actor.ppo_epochs={ppo_epochs}",
         f"actor_rollout_ref.actor.optim.lr={lr}",
         "actor_rollout_ref.actor.use_kl_loss=false",
         "actor_rollout_ref.actor.entropy_coeff=0",
