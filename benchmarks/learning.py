@@ -88,6 +88,68 @@ BASELINES_THROUGH_ETR = {
 }
 
 
+# The static control: GRPO (ETR's loss with both levels off) with one clip range for every response, equal to ETR's
+# mean effective range over the responses that carry a gradient, measured on the finished `etr` runs of the same --out.
+MATCHED_CONTROL = "grpo_matched"
+MATCHED_SOURCE = "etr"
+
+
+def informative_factor_mean(rows: list[dict], factor_min: float) -> float:
+    """Mean elastic factor over the informative responses (``A_i != 0``) of one run, steps 2..N.
+
+    verl's ``actor/etr/factor_mean`` averages over every valid response, zero-variance groups included; their
+    ``A_i = 0`` gives ``f_i = factor_min`` (the default reading: ``m_i = w_g = 0``) and no gradient. Per step, with
+    ``z`` = ``actor/etr/zero_variance_share``: ``f_informative = (factor_mean - z * factor_min) / (1 - z)``. Steps
+    without an informative response are skipped.
+    """
+    per_step = [(float(r["actor/etr/factor_mean"]) - float(r["actor/etr/zero_variance_share"]) * factor_min)
+                / (1.0 - float(r["actor/etr/zero_variance_share"]))
+                for r in rows if r["step"] >= 2 and "actor/etr/factor_mean" in r
+                and float(r.get("actor/etr/zero_variance_share", 1.0)) < 1.0]
+    if not per_step:
+        raise ValueError("no step with ETR's factor and zero-variance metrics (actor/etr/factor_mean, "
+                         "actor/etr/zero_variance_share): is this an `etr` run?")
+    return statistics.fmean(per_step)
+
+
+def matched_range(out: Path, seeds: list[int], steps: int) -> dict:
+    """The control's static clip offsets, frozen in ``OUT/matched_range.json`` the first time they are measured
+    (so that every seed of the control, run in any later part of the sweep, gets the same range).
+
+    ``eps_* = clip_ratio_* x`` the mean informative factor of the finished ``etr`` runs of ``seeds`` (mean over
+    steps 2..N, then over seeds). Raises ``ValueError`` naming the fix when those runs are not finished yet.
+    """
+    frozen = out / "matched_range.json"
+    if frozen.exists():
+        return json.loads(frozen.read_text())
+    from omegaconf import OmegaConf
+
+    preset = OmegaConf.load(Path(__file__).resolve().parents[1] / "etr_verl" / "hydra_configs" / "algo"
+                            / f"{MATCHED_SOURCE}.yaml").actor_rollout_ref.actor
+    runs = {seed: out / "runs" / MATCHED_SOURCE / f"seed{seed}.jsonl" for seed in seeds}
+    missing = [seed for seed, path in runs.items()
+               if not (path.exists() and any(r["step"] == steps for r in read_metrics(path)))]
+    if missing:
+        raise ValueError(f"{MATCHED_CONTROL} takes its range from the finished {MATCHED_SOURCE} runs of the same "
+                         f"--out, and seeds {missing} are not finished in {out}: run --arms {MATCHED_SOURCE} "
+                         f"--seeds {','.join(map(str, seeds))} first")
+    per_seed = [informative_factor_mean(read_metrics(path), preset.policy_loss.etr_factor_min)
+                for path in runs.values()]
+    factor = statistics.fmean(per_seed)
+    all_responses = statistics.fmean(float(r["actor/etr/factor_mean"]) for path in runs.values()
+                                     for r in read_metrics(path) if r["step"] >= 2 and "actor/etr/factor_mean" in r)
+    matched = {"eps_low": round(preset.clip_ratio_low * factor, 4), "eps_high": round(preset.clip_ratio_high * factor, 4),
+               "informative_factor_mean": factor, "informative_factor_per_seed": per_seed,
+               "all_responses_factor_mean": all_responses, "from": f"{MATCHED_SOURCE} seeds {seeds}"}
+    frozen.write_text(json.dumps(matched, indent=1))
+    return matched
+
+
+def matched_control(matched: dict) -> Arm:
+    return Arm(MATCHED_CONTROL, "etr", {"etr_alpha": "0", "etr_beta": "0", "clip_ratio_low": str(matched["eps_low"]),
+                                        "clip_ratio_high": str(matched["eps_high"])})
+
+
 @dataclass
 class Settings:
     task: str = "carry"
@@ -452,11 +514,19 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings.load(out)  # the settings the runs were made with
     elif (out / "settings.json").exists() and Settings.load(out) != settings:
         parser.error(f"{out} holds runs made with {Settings.load(out)}; use another --out for {settings}")
+    seed_list = [int(s) for s in seeds.split(",")]
+    if MATCHED_CONTROL in names.split(",") and MATCHED_CONTROL not in defined:
+        try:
+            matched = matched_range(out, seed_list, settings.steps)
+        except ValueError as error:
+            parser.error(str(error))
+        defined[MATCHED_CONTROL] = matched_control(matched)
+        print(f"[learning] {MATCHED_CONTROL}: static range eps_low {matched['eps_low']}, eps_high "
+              f"{matched['eps_high']} ({out / 'matched_range.json'})")
     unknown = [n for n in names.split(",") if n not in defined]
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; defined: {sorted(defined)} (add one with --arm)")
     arms = [defined[n] for n in names.split(",")]
-    seed_list = [int(s) for s in seeds.split(",")]
 
     if not args.report_only:
         # one task for every run: the seed varies the data order, rollouts and optimiser initialisation only

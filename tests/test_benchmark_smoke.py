@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "overhead.py"
 
 
@@ -113,3 +115,64 @@ def test_learning_settings_saved_before_the_epochs_option_load_as_one_epoch(tmp_
     (tmp_path / "settings.json").write_text(json.dumps(old))
     assert learning.Settings.load(tmp_path).epochs == 1
     assert "x 1 epoch(s)" in learning.Settings.load(tmp_path).describe()
+
+
+def _etr_rows(factor_means, zero_variance_shares, steps=3):
+    """verl FileLogger lines of an `etr` run: ``actor/etr/factor_mean`` and ``zero_variance_share`` at steps 1..N
+    (step 1, the warm-up step, is left out of every mean)."""
+    import json
+
+    lines = [{"step": 0, "data": {}}]
+    for step, (factor, zero) in enumerate(zip(factor_means, zero_variance_shares), start=1):
+        lines.append({"step": step, "data": {"actor/etr/factor_mean": factor, "actor/etr/zero_variance_share": zero}})
+    assert lines[-1]["step"] == steps
+    return "\n".join(json.dumps(line) for line in lines) + "\n"
+
+
+def test_matched_control_range_is_etr_mean_over_informative_responses():
+    learning = _learning_module()
+    # zero-variance responses sit at factor_min = 0.5: (0.8 - 0.25 * 0.5) / 0.75 = 0.9; an all-zero-variance step
+    # has no informative response and is skipped; step 1 is the warm-up
+    rows = [{"step": 1, "actor/etr/factor_mean": 5.0, "actor/etr/zero_variance_share": 0.0},
+            {"step": 2, "actor/etr/factor_mean": 0.8, "actor/etr/zero_variance_share": 0.25},
+            {"step": 3, "actor/etr/factor_mean": 0.5, "actor/etr/zero_variance_share": 1.0},
+            {"step": 4, "actor/etr/factor_mean": 1.1, "actor/etr/zero_variance_share": 0.0}]
+    assert abs(learning.informative_factor_mean(rows, factor_min=0.5) - 1.0) < 1e-12
+    with pytest.raises(ValueError, match="etr"):
+        learning.informative_factor_mean([{"step": 2, "actor/pg_clipfrac": 0.1}], factor_min=0.5)
+
+
+def test_matched_control_range_is_frozen_from_finished_etr_runs(tmp_path):
+    import json
+
+    learning = _learning_module()
+    with pytest.raises(ValueError, match=r"seeds \[0, 1\] are not finished.*--arms etr --seeds 0,1"):
+        learning.matched_range(tmp_path, [0, 1], steps=3)
+    runs = tmp_path / "runs" / "etr"
+    runs.mkdir(parents=True)
+    (runs / "seed0.jsonl").write_text(_etr_rows([1.0, 0.8, 0.8], [0.0, 0.25, 0.25]))  # informative mean 0.9
+    with pytest.raises(ValueError, match=r"seeds \[1\] are not finished"):
+        learning.matched_range(tmp_path, [0, 1], steps=3)
+    (runs / "seed1.jsonl").write_text(_etr_rows([1.0, 0.7, 0.7], [0.0, 0.0, 0.0]))  # 0.7
+    matched = learning.matched_range(tmp_path, [0, 1], steps=3)
+    assert matched["eps_low"] == matched["eps_high"] == round(0.2 * 0.8, 4)  # the etr preset's 0.2 x mean(0.9, 0.7)
+    assert matched["all_responses_factor_mean"] == pytest.approx(0.75)
+    arm = learning.matched_control(matched)
+    assert arm.preset == "etr" and "policy_loss.etr_alpha=0" in " ".join(arm.overrides())
+    assert f"actor_rollout_ref.actor.clip_ratio_low={matched['eps_low']}" in arm.overrides()
+    # frozen: later parts of a sweep (other seeds) get the same range even when more etr runs exist
+    (runs / "seed1.jsonl").write_text(_etr_rows([1.0, 2.0, 2.0], [0.0, 0.0, 0.0]))
+    assert learning.matched_range(tmp_path, [0, 1, 2], steps=3) == json.loads(
+        (tmp_path / "matched_range.json").read_text())
+    assert learning.matched_range(tmp_path, [0, 1, 2], steps=3)["eps_low"] == matched["eps_low"]
+
+
+def test_matched_control_without_etr_runs_is_refused_before_any_build(tmp_path):
+    from etr_testkit import user_env
+
+    result = subprocess.run([sys.executable, str(LEARNING), "--arms", "grpo,grpo_matched", "--seeds", "0",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, env=user_env())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "grpo_matched takes its range from the finished etr runs" in result.stderr
+    assert "run --arms etr --seeds 0 first" in result.stderr
+    assert not (tmp_path / "task").exists()  # refused before the warm start is built
