@@ -167,6 +167,9 @@ class Settings:
     warm_steps: int = 600
     noise: float = 0.0
     hard_share: float | None = 0.05
+    # the actor's compute dtype, set by the local_cpu backend (fp32 since 2026-11-30; verl's bf16 before): recorded
+    # so that one --out never mixes runs of both
+    actor_compute: str = "fp32"
 
     def save(self, out: Path) -> None:
         (out / "settings.json").write_text(json.dumps(asdict(self)))
@@ -175,6 +178,7 @@ class Settings:
     def load(cls, out: Path) -> "Settings":
         saved = json.loads((out / "settings.json").read_text())
         saved.setdefault("epochs", 1)  # runs saved before the option existed had one epoch
+        saved.setdefault("actor_compute", "bf16")  # and verl's default bf16 FSDP compute
         return cls(**saved)
 
     def describe(self) -> str:
@@ -185,7 +189,7 @@ class Settings:
             f"{'the task mix' if self.hard_share is None else f'{self.hard_share:g}'})")
         return (f"task {task}, {self.steps} steps x {self.prompts_per_step} prompts x {self.group_size} "
                 f"responses, {self.updates_per_step} PPO mini-batches per step x {self.epochs} epoch(s), "
-                f"lr {self.lr:g}, responses up to {self.max_response_length} tokens, validation every "
+                f"lr {self.lr:g}, actor compute {self.actor_compute}, responses up to {self.max_response_length} tokens, validation every "
                 f"{self.test_freq} steps ({validation})")
 
     @property
