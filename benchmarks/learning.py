@@ -80,6 +80,13 @@ def parse_arm(text: str) -> Arm:
     return Arm(name, preset, overrides)
 
 
+# The actor's compute in fp32 (verl's FSDP engine defaults to bf16): a CPU without AVX-512 BF16 (AVX2 only) runs bf16
+# matmuls through a scalar fallback, measured 38x slower than fp32 and a 3x slower actor update (docs/benchmarks.md
+# section 1). fp32 also lets the small updates of a 77k-parameter model reach the forward pass unrounded.
+FP32_ACTOR = [f"+actor_rollout_ref.actor.fsdp_config.mixed_precision.{key}=fp32"
+              for key in ("param_dtype", "reduce_dtype", "buffer_dtype")]
+
+
 # GRPO and DAPO run through ETR's loss with both levels off, which is verl's `vanilla` loss bit for bit (the anchor
 # test, tests/test_parity_with_vanilla.py): the same numbers, plus ETR's clip fractions by advantage sign for them
 BASELINES_THROUGH_ETR = {
@@ -167,8 +174,7 @@ class Settings:
     warm_steps: int = 600
     noise: float = 0.0
     hard_share: float | None = 0.05
-    # the actor's compute dtype, set by the local_cpu backend (fp32 since 2026-11-30; verl's bf16 before): recorded
-    # so that one --out never mixes runs of both
+    # the actor's compute dtype: "fp32" (FP32_ACTOR) or "bf16" (verl's default; the runs before 2026-11-30)
     actor_compute: str = "fp32"
 
     def save(self, out: Path) -> None:
@@ -189,8 +195,8 @@ class Settings:
             f"{'the task mix' if self.hard_share is None else f'{self.hard_share:g}'})")
         return (f"task {task}, {self.steps} steps x {self.prompts_per_step} prompts x {self.group_size} "
                 f"responses, {self.updates_per_step} PPO mini-batches per step x {self.epochs} epoch(s), "
-                f"lr {self.lr:g}, actor compute {self.actor_compute}, responses up to {self.max_response_length} tokens, validation every "
-                f"{self.test_freq} steps ({validation})")
+                f"lr {self.lr:g}, actor compute {self.actor_compute}, responses up to {self.max_response_length} "
+                f"tokens, validation every {self.test_freq} steps ({validation})")
 
     @property
     def greedy_on_checkpoints(self) -> bool:
@@ -216,6 +222,8 @@ def run_arm(task: dict, arm: Arm, seed: int, settings: Settings, out: Path) -> P
     overrides = [o for o in overrides if not o.startswith(("trainer.experiment_name=", "trainer.default_local_dir="))]
     overrides += [f"trainer.experiment_name={arm.name}_seed{seed}", f"trainer.default_local_dir={checkpoints}",
                   "trainer.resume_mode=disable", *arm.overrides()]
+    if settings.actor_compute == "fp32":
+        overrides += FP32_ACTOR
     if settings.greedy_on_checkpoints:  # the Hugging Face weights only: what the greedy evaluation loads
         overrides.append("actor_rollout_ref.actor.checkpoint.save_contents=[hf_model]")
     start = time.time()
@@ -510,6 +518,7 @@ def main(argv: list[str] | None = None) -> None:
         settings.prompts_per_step, settings.steps, settings.val_samples, settings.max_response_length = 8, 30, 0, 10
         settings.steps = args.steps if args.steps != Settings.steps else 30
         settings.epochs = args.epochs if args.epochs != Settings.epochs else 1
+        settings.actor_compute = "bf16"
     names, seeds = args.arms, args.seeds
     if args.quick:
         names, seeds, settings.steps, settings.test_freq = "etr", "0", 2, 1

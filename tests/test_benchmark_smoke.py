@@ -176,3 +176,26 @@ def test_matched_control_without_etr_runs_is_refused_before_any_build(tmp_path):
     assert "grpo_matched takes its range from the finished etr runs" in result.stderr
     assert "run --arms etr --seeds 0 first" in result.stderr
     assert not (tmp_path / "task").exists()  # refused before the warm start is built
+
+
+def test_learning_runs_compute_the_actor_in_fp32_through_verls_engine_config():
+    """The benchmark's fp32 overrides compose with etr_trainer and reach verl's own FSDP engine config, the
+    dataclass verl's engine reads its compute dtype from (without them: None, verl's bf16)."""
+    import torch
+    from hydra import compose, initialize_config_module
+    from verl.utils.config import omega_conf_to_dataclass
+    from verl.utils.torch_dtypes import PrecisionType
+
+    from etr_verl.demo.runner import trainer_overrides
+
+    learning = _learning_module()
+    task = {"train": "/nonexistent/train.parquet", "val": "/nonexistent/val.parquet", "model": "/nonexistent/model"}
+    base = [o for o in trainer_overrides(task, "etr", 2, 0, Path("/tmp/unused")) if not o.startswith("backend=")]
+    with initialize_config_module(config_module="etr_verl.hydra_configs", version_base=None):
+        default = compose(config_name="etr_trainer", overrides=[*base, "backend=gpu"])
+        fp32 = compose(config_name="etr_trainer", overrides=[*base, "backend=gpu", *learning.FP32_ACTOR])
+    assert omega_conf_to_dataclass(default.actor_rollout_ref.actor.fsdp_config).mixed_precision is None
+    engine = omega_conf_to_dataclass(fp32.actor_rollout_ref.actor.fsdp_config)
+    assert {PrecisionType.to_dtype(engine.mixed_precision[key])
+            for key in ("param_dtype", "reduce_dtype", "buffer_dtype")} == {torch.float32}
+    assert learning.Settings().actor_compute == "fp32"

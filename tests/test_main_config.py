@@ -307,19 +307,3 @@ def test_the_dry_run_shows_the_drivers_copy_of_the_reading(tmp_path):
     printed = result.stdout.split("budget_preserving_reading:", 1)[1]
     assert "budget: preserve" in printed and "factor_max: 2.0" in printed
 
-
-@pytest.mark.skipif(not LOCAL_CPU_BACKEND, reason="the local CPU backend needs verl >= 0.9.0")
-def test_local_cpu_backend_computes_the_actor_in_fp32():
-    """verl's FSDP default compute is bf16, which a CPU without AVX-512 BF16 runs through a scalar fallback
-    (docs/benchmarks.md, section 1): the backend asks verl's engine config for fp32, as verl's engine reads it."""
-    import torch
-    from verl.utils.config import omega_conf_to_dataclass
-    from verl.utils.torch_dtypes import PrecisionType
-
-    config = _compose(_demo_overrides("etr"))
-    for role in ("actor", "ref"):
-        engine = omega_conf_to_dataclass(config.actor_rollout_ref[role].fsdp_config)
-        assert {PrecisionType.to_dtype(engine.mixed_precision[key])
-                for key in ("param_dtype", "reduce_dtype", "buffer_dtype")} == {torch.float32}, role
-    gpu = _compose([o for o in _demo_overrides("etr") if not o.startswith("backend=")] + ["backend=gpu"])
-    assert omega_conf_to_dataclass(gpu.actor_rollout_ref.actor.fsdp_config).mixed_precision is None  # verl's bf16
