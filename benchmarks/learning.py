@@ -494,6 +494,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="carry task: share of 3-column sums among the demonstrations (default: the task's mix)")
     parser.add_argument("--steps", type=int, default=Settings.steps)
     parser.add_argument("--lr", type=float, default=Settings.lr)
+    parser.add_argument("--prompts-per-step", type=int, default=Settings.prompts_per_step,
+                        help="prompts per training step (each answered group-size times)")
     parser.add_argument("--updates-per-step", type=int, default=Settings.updates_per_step,
                         help="PPO mini-batches per step (more: updates further off-policy, clipping binds more)")
     parser.add_argument("--epochs", type=int, default=Settings.epochs,
@@ -512,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     settings = Settings(task=args.task, steps=args.steps, lr=args.lr, updates_per_step=args.updates_per_step,
-                        epochs=args.epochs,
+                        epochs=args.epochs, prompts_per_step=args.prompts_per_step,
                         warm_steps=args.warm_steps, noise=args.noise, hard_share=args.hard_share)
     if args.task == "digits":  # the dated appendix's set-up: greedy validation in verl, 3-token answers
         settings.prompts_per_step, settings.steps, settings.val_samples, settings.max_response_length = 8, 30, 0, 10
