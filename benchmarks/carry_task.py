@@ -187,7 +187,7 @@ def build_task(out_dir: Path, seed: int = 0, warm_steps: int = 300, noise: float
     tokenizer = build_tokenizer(model_dir)
     model = build_model(model_dir, tokenizer, seed, hidden=hidden, layers=layers)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the warm start's result depends on the thread count: one, on every machine
+    torch.set_num_threads(1)  # the result depends on the thread count (and the CPU: docs/benchmarks.md, 1)
     try:
         warm_start(model, tokenizer, seed, warm_steps, noise, hard_share=hard_share, log=log)
     finally:

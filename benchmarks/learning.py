@@ -483,6 +483,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("outputs/learning"))
     parser.add_argument("--docs", type=Path, default=None, help="where the PNGs go (default: --out)")
+    parser.add_argument("--task-dir", type=Path, default=None,
+                        help="the task (warm-started model, data) to train from, built there if absent (default: "
+                             "OUT/task); the warm start depends on the CPU, so a sweep split over machines names a "
+                             "committed one: docs/learning_carry/task")
     parser.add_argument("--arms", default=",".join(PRESETS), help="comma-separated arm names")
     parser.add_argument("--arm", action="append", default=[], help="define an arm NAME=PRESET[:etr_key=value,...]")
     parser.add_argument("--seeds", default="0,1,2")
@@ -548,7 +552,15 @@ def main(argv: list[str] | None = None) -> None:
         warm_start = ({"warm_steps": settings.warm_steps, "noise": settings.noise, "hard_share": settings.hard_share}
                       if settings.task == "carry" else {})
         build_task = TASKS[settings.task]
-        task = build_task(out / "task", seed=0, log=lambda m: print("    " + m), **warm_start)
+        task_dir = (args.task_dir or out / "task").resolve()
+        built = task_dir / "task.json"
+        if args.task_dir and built.exists() and settings.task == "carry":
+            spec = json.loads(built.read_text())["spec"]
+            wanted = {"warm_steps": settings.warm_steps, "noise": settings.noise, "hard_share": settings.hard_share}
+            if {key: spec.get(key) for key in wanted} != wanted:
+                parser.error(f"--task-dir {task_dir} holds a warm start built with {spec}, not {wanted}: pass its "
+                             "--warm-steps/--noise/--hard-share, or another --task-dir")
+        task = build_task(task_dir, seed=0, log=lambda m: print("    " + m), **warm_start)
         out.mkdir(parents=True, exist_ok=True)
         settings.save(out)
         start = time.time()

@@ -199,3 +199,24 @@ def test_learning_runs_compute_the_actor_in_fp32_through_verls_engine_config():
     assert {PrecisionType.to_dtype(engine.mixed_precision[key])
             for key in ("param_dtype", "reduce_dtype", "buffer_dtype")} == {torch.float32}
     assert learning.Settings().actor_compute == "fp32"
+
+
+def test_a_named_task_dir_with_another_warm_start_is_refused_not_rebuilt(tmp_path):
+    """--task-dir names a committed warm start (it depends on the CPU): one built with other settings is never
+    silently retrained or overwritten."""
+    import json
+
+    from etr_testkit import user_env
+
+    task = tmp_path / "task"
+    task.mkdir()
+    spec = {"task": "carry", "warm_start_threads": 1, "seed": 0, "warm_steps": 300, "noise": 0.15, "hidden": 64,
+            "layers": 2, "n_train": 2048, "n_val": 64}
+    (task / "task.json").write_text(json.dumps({"spec": spec, "greedy_accuracy": {"all": 0.3}}))
+    result = subprocess.run([sys.executable, str(LEARNING), "--arms", "grpo", "--seeds", "0", "--task-dir", str(task),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                            env=user_env())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"--task-dir {task} holds a warm start built with" in result.stderr
+    assert "pass its --warm-steps/--noise/--hard-share" in result.stderr
+    assert sorted(p.name for p in task.iterdir()) == ["task.json"]  # nothing built or overwritten
