@@ -17,7 +17,12 @@ docs/benchmarks.md).
     python benchmarks/learning.py --arm etr_a2=etr:etr_alpha=2.0 --arms etr_a2   # an extra coefficient arm
     python benchmarks/learning.py --report-only        # re-aggregate the runs already on disk
 
-Runs that finished (their JSONL reaches the last step) are reused, so an interrupted sweep resumes.
+Runs that finished (their JSONL reaches the last step) are reused, so an interrupted sweep resumes. The carry sweep
+runs in parts (docs/benchmarks.md section 1) from the committed warm start, into a committed record folder:
+
+    python benchmarks/learning.py --task-dir docs/learning_carry/task --out docs/learning_carry/sweep --arms grpo,etr
+    python benchmarks/learning.py --task-dir docs/learning_carry/task --out docs/learning_carry/sweep \
+        --arms grpo_matched,dapo      # the static control takes ETR's mean range from the finished etr runs
 """
 
 from __future__ import annotations
