@@ -328,7 +328,8 @@ def spread(values: list[float], digits: int = 3) -> str:
 
 COLUMNS = (("greedy final", "greedy_final", 3), ("greedy AUC", "greedy_auc", 3),
            ("pass@k final", "pass_at_k_final", 3), ("pass@k AUC", "pass_at_k_auc", 3),
-           ("mean@k final", "mean_at_k_final", 3), ("3-digit greedy final", "greedy_final_d3", 3),
+           ("mean@k final", "mean_at_k_final", 3), ("mean@k AUC", "mean_at_k_auc", 3),
+           ("3-digit greedy final", "greedy_final_d3", 3),
            ("entropy first", "entropy_first", 3), ("entropy final", "entropy_final", 3),
            ("clip frac A>0", "clipfrac_pos", 4), ("clip frac A<0", "clipfrac_neg", 4),
            ("eps_low eff.", "eps_low", 3), ("eps_high eff.", "eps_high", 3))
@@ -347,7 +348,7 @@ def results_table(summaries: dict[str, list[dict]]) -> str:
 
 
 PAIRED = (("greedy final", "greedy_final"), ("greedy AUC", "greedy_auc"), ("pass@k final", "pass_at_k_final"),
-          ("pass@k AUC", "pass_at_k_auc"), ("entropy final", "entropy_final"))
+          ("pass@k AUC", "pass_at_k_auc"), ("mean@k AUC", "mean_at_k_auc"), ("entropy final", "entropy_final"))
 
 
 def paired_table(summaries: dict[str, list[dict]], seeds: list[int], reference: str = "grpo") -> str:
