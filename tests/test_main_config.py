@@ -306,4 +306,3 @@ def test_the_dry_run_shows_the_drivers_copy_of_the_reading(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     printed = result.stdout.split("budget_preserving_reading:", 1)[1]
     assert "budget: preserve" in printed and "factor_max: 2.0" in printed
-
