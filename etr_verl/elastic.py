@@ -227,6 +227,17 @@ def response_has_tokens(response_mask: torch.Tensor) -> torch.Tensor:
     return response_mask.view(torch.uint8).amax(dim=-1).bool()
 
 
+def _rounded_once(function, values: torch.Tensor) -> torch.Tensor:
+    """``function(values)`` computed in fp64 and rounded once to fp32.
+
+    For ``pow`` and ``tanh``: CPU vector kernels round them differently in the SIMD body and the scalar tail of a
+    loop (measured on AVX2: ``x ** 1.125`` differs by one fp32 ulp), so a response's factor would depend on where
+    it sits in its micro-batch. A last-bit difference in fp64 survives the rounding to fp32 only at a near-tie (about
+    one value in 2**29), so the factor of a response is the same on any split of the batch (tests/test_readings.py).
+    """
+    return function(values.double()).float()
+
+
 def micro_factor(adv_magnitude: torch.Tensor, coeffs: ElasticityCoefficients) -> torch.Tensor:
     """The micro factor of ``a_i = clamp(|A_i|, adv_min, adv_max)``, by ``coeffs.micro_form``:
     ``power``: ``a ** alpha``; ``linear``: ``1 + alpha a``; ``tanh``: ``1 + alpha tanh(a)``.
@@ -239,14 +250,14 @@ def micro_factor(adv_magnitude: torch.Tensor, coeffs: ElasticityCoefficients) ->
     if coeffs.micro_form == "linear":
         return 1.0 + coeffs.alpha * magnitude
     if coeffs.micro_form == "tanh":
-        return 1.0 + coeffs.alpha * torch.tanh(magnitude)
-    return magnitude if coeffs.alpha == 1.0 else torch.pow(magnitude, coeffs.alpha)
+        return 1.0 + coeffs.alpha * _rounded_once(torch.tanh, magnitude)
+    return magnitude if coeffs.alpha == 1.0 else _rounded_once(lambda a: torch.pow(a, coeffs.alpha), magnitude)
 
 
 def macro_weight(variance_ratio: torch.Tensor, coeffs: ElasticityCoefficients) -> torch.Tensor:
     """``w_g = lam + (1 - lam) (v_g / v_max) ** beta`` (``lam = macro_floor``; 0: ``(v_g / v_max) ** beta``);
     ``(bs,)`` variance ratios in ``[0, 1]`` -> ``(bs,)`` fp32, in ``[lam, 1]``."""
-    weight = torch.pow(variance_ratio.float().clamp(min=0.0, max=1.0), coeffs.beta)
+    weight = _rounded_once(lambda v: torch.pow(v, coeffs.beta), variance_ratio.float().clamp(min=0.0, max=1.0))
     if coeffs.macro_floor:
         weight = coeffs.macro_floor + (1.0 - coeffs.macro_floor) * weight
     return weight
