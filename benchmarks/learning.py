@@ -510,7 +510,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="PPO mini-batches per step (more: updates further off-policy, clipping binds more)")
     parser.add_argument("--epochs", type=int, default=Settings.epochs,
                         help="PPO epochs over each step's rollouts (verl's actor.ppo_epochs)")
-    parser.add_argument("--quick", action="store_true", help="CI smoke: etr, seed 0, 2 steps, validation each step")
+    parser.add_argument("--quick", action="store_true",
+                        help="CI smoke: etr, seed 0, 2 steps, validation each step (carry: a 100-step warm start, "
+                             "2 samples per validation prompt)")
     parser.add_argument("--report-only", action="store_true", help="aggregate existing runs, train nothing")
     parser.add_argument("--timing-seeds", default=None,
                         help="seeds whose step times are reported (default: all; leave out runs that shared the "
@@ -532,8 +534,10 @@ def main(argv: list[str] | None = None) -> None:
         settings.epochs = args.epochs if args.epochs != Settings.epochs else 1
         settings.actor_compute = "bf16"
     names, seeds = args.arms, args.seeds
-    if args.quick:
+    if args.quick:  # the pipeline, not a result: a short warm start and 2 samples per validation prompt
         names, seeds, settings.steps, settings.test_freq = "etr", "0", 2, 1
+        if settings.task == "carry":
+            settings.warm_steps, settings.val_samples = 100, 2
     out = args.out.resolve()
     if args.report_only:
         settings = Settings.load(out)  # the settings the runs were made with
