@@ -138,19 +138,19 @@ def matched_range(out: Path, seeds: list[int], steps: int) -> dict:
 
     preset = OmegaConf.load(Path(__file__).resolve().parents[1] / "etr_verl" / "hydra_configs" / "algo"
                             / f"{MATCHED_SOURCE}.yaml").actor_rollout_ref.actor
-    runs = {seed: out / "runs" / MATCHED_SOURCE / f"seed{seed}.jsonl" for seed in seeds}
-    missing = [seed for seed, path in runs.items()
-               if not (path.exists() and any(r["step"] == steps for r in read_metrics(path)))]
+    paths = {seed: out / "runs" / MATCHED_SOURCE / f"seed{seed}.jsonl" for seed in seeds}
+    runs = {seed: read_metrics(path) for seed, path in paths.items() if path.exists()}
+    missing = [seed for seed in seeds if not any(r["step"] == steps for r in runs.get(seed, []))]
     if missing:
         raise ValueError(f"{MATCHED_CONTROL} takes its range from the finished {MATCHED_SOURCE} runs of the same "
                          f"--out, and seeds {missing} are not finished in {out}: run --arms {MATCHED_SOURCE} "
                          f"--seeds {','.join(map(str, seeds))} first")
-    per_seed = [informative_factor_mean(read_metrics(path), preset.policy_loss.etr_factor_min)
-                for path in runs.values()]
+    per_seed = [informative_factor_mean(rows, preset.policy_loss.etr_factor_min) for rows in runs.values()]
     factor = statistics.fmean(per_seed)
-    all_responses = statistics.fmean(float(r["actor/etr/factor_mean"]) for path in runs.values()
-                                     for r in read_metrics(path) if r["step"] >= 2 and "actor/etr/factor_mean" in r)
-    matched = {"eps_low": round(preset.clip_ratio_low * factor, 4), "eps_high": round(preset.clip_ratio_high * factor, 4),
+    all_responses = statistics.fmean(float(r["actor/etr/factor_mean"]) for rows in runs.values()
+                                     for r in rows if r["step"] >= 2 and "actor/etr/factor_mean" in r)
+    matched = {"eps_low": round(preset.clip_ratio_low * factor, 4),
+               "eps_high": round(preset.clip_ratio_high * factor, 4),
                "informative_factor_mean": factor, "informative_factor_per_seed": per_seed,
                "all_responses_factor_mean": all_responses, "from": f"{MATCHED_SOURCE} seeds {seeds}"}
     frozen.write_text(json.dumps(matched, indent=1))
