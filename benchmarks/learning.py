@@ -7,8 +7,10 @@ through :mod:`etr_verl.demo.runner`), with the same task, the same number of ste
 over seeds (mean and spread, and each arm's per-seed difference from GRPO) into markdown tables and PNG plots.
 
 Tasks (``--task``): ``carry`` (default; :mod:`carry_task`: 1-3 digit sums worked column by column, mixed
-difficulty, validation at temperature 1 with k samples for mean@k and pass@k, greedy accuracy measured on the
-checkpoints saved at every validation step) and ``digits`` (the demo's single-digit sums; the dated appendix of
+difficulty; checkpoints saved every ``test_freq`` steps are measured by the evaluation set, greedy on 1024
+problems and mean@k / pass@k at temperature 1 on 512, and by greedy accuracy on verl's 64 validation prompts;
+verl's own validation at temperature 1, k samples per prompt, runs before training and at the last step) and
+``digits`` (the demo's single-digit sums; the dated appendix of
 docs/benchmarks.md).
 
     python benchmarks/learning.py                      # the documented full run (docs/benchmarks.md)
@@ -181,6 +183,13 @@ class Settings:
     hard_share: float | None = 0.05
     # the actor's compute dtype: "fp32" (FP32_ACTOR) or "bf16" (verl's default; the runs before 2026-11-30)
     actor_compute: str = "fp32"
+    # the carry task's evaluation set on every checkpoint (carry_task.eval_set_accuracy): greedy on this many
+    # problems, mean@k / pass@k on the first eval_sampled of them (0: none, the runs before 2026-11-30 13:00)
+    eval_problems: int = 1024
+    eval_sampled: int = 512
+    # verl's own validation (val_samples per prompt on its 64 prompts) at every checkpoint, or (False) before
+    # training and at the last step only: the evaluation set, 16x larger and 30x cheaper, covers the checkpoints
+    verl_val_each_checkpoint: bool = False
 
     def save(self, out: Path) -> None:
         (out / "settings.json").write_text(json.dumps(asdict(self)))
@@ -190,18 +199,26 @@ class Settings:
         saved = json.loads((out / "settings.json").read_text())
         saved.setdefault("epochs", 1)  # runs saved before the option existed had one epoch
         saved.setdefault("actor_compute", "bf16")  # and verl's default bf16 FSDP compute
+        saved.setdefault("eval_problems", 0)  # and no evaluation set: verl's validation at every checkpoint
+        saved.setdefault("eval_sampled", 0)
+        saved.setdefault("verl_val_each_checkpoint", True)
         return cls(**saved)
 
     def describe(self) -> str:
         validation = (f"temperature 1, {self.val_samples} samples per prompt; greedy on the checkpoints"
                       if self.val_samples else "greedy")
+        if self.eval_problems:
+            validation += (f"; evaluation set on the checkpoints: greedy on {self.eval_problems} problems, "
+                           f"mean@{self.val_samples} and pass@{self.val_samples} on {self.eval_sampled}")
         task = self.task if self.task != "carry" else (
             f"carry (warm start {self.warm_steps} steps, noise {self.noise:g}, 3-column share "
             f"{'the task mix' if self.hard_share is None else f'{self.hard_share:g}'})")
         return (f"task {task}, {self.steps} steps x {self.prompts_per_step} prompts x {self.group_size} "
                 f"responses, {self.updates_per_step} PPO mini-batches per step x {self.epochs} epoch(s), "
                 f"lr {self.lr:g}, actor compute {self.actor_compute}, responses up to {self.max_response_length} "
-                f"tokens, validation every {self.test_freq} steps ({validation})")
+                f"tokens, checkpoints every {self.test_freq} steps, verl's validation "
+                f"{'at each' if self.verl_val_each_checkpoint else 'before training and at the last step'} "
+                f"({validation})")
 
     @property
     def greedy_on_checkpoints(self) -> bool:
@@ -217,9 +234,10 @@ def run_arm(task: dict, arm: Arm, seed: int, settings: Settings, out: Path) -> P
         print(f"[learning] {arm.name} seed {seed}: reusing {metrics}")
         return metrics
     checkpoints = run_dir / f"seed{seed}_checkpoints"
+    verl_val_freq = settings.test_freq if settings.verl_val_each_checkpoint else settings.steps
     overrides = trainer_overrides(
         task, arm.preset, settings.steps, seed, run_dir, prompts_per_step=settings.prompts_per_step,
-        group_size=settings.group_size, updates_per_step=settings.updates_per_step, test_freq=settings.test_freq,
+        group_size=settings.group_size, updates_per_step=settings.updates_per_step, test_freq=verl_val_freq,
         ppo_epochs=settings.epochs, lr=settings.lr, max_response_length=settings.max_response_length,
         val_samples=settings.val_samples,
         save_freq=settings.test_freq if settings.greedy_on_checkpoints else -1,
@@ -235,23 +253,34 @@ def run_arm(task: dict, arm: Arm, seed: int, settings: Settings, out: Path) -> P
     print(f"[learning] {arm.name} seed {seed}: {settings.steps} steps")
     run_trainer(overrides, metrics, run_dir / f"seed{seed}.log", echo=lambda line: None)
     if settings.greedy_on_checkpoints:
-        greedy = greedy_on_checkpoints(checkpoints, task)
+        greedy, eval_set = evaluate_checkpoints(checkpoints, task, settings)
         (run_dir / f"seed{seed}.greedy.json").write_text(json.dumps(greedy, indent=1))
+        if eval_set:
+            (run_dir / f"seed{seed}.eval.json").write_text(json.dumps(eval_set, indent=1))
     print(f"[learning] {arm.name} seed {seed}: done in {time.time() - start:.0f} s")
     return metrics
 
 
-def greedy_on_checkpoints(checkpoints: Path, task: dict) -> dict[str, dict[str, float]]:
-    """Greedy accuracy (overall and per difficulty) of every saved step's model, then the checkpoints are
-    removed (only the numbers are kept). Step 0 is the warm start's, measured when the task was built."""
+def evaluate_checkpoints(checkpoints: Path, task: dict, settings: Settings) -> tuple[dict, dict]:
+    """Every saved step's model, measured twice: greedy accuracy on verl's validation prompts, and (when
+    ``settings.eval_problems``) the evaluation set of :func:`carry_task.eval_set_accuracy`; then the
+    checkpoints are removed (only the numbers are kept). Step 0 is the warm start: its validation accuracy was
+    measured when the task was built, its evaluation set is taken here. Returns ``({step: accuracies}, ...)``."""
     import shutil
 
-    results = {"0": json.loads((Path(task["model"]).parent / "task.json").read_text())["greedy_accuracy"]}
+    def eval_set(model_dir) -> dict[str, float]:
+        return carry_task.eval_set_accuracy(model_dir, settings.eval_problems, settings.eval_sampled,
+                                           samples=settings.val_samples)
+
+    greedy = {"0": json.loads((Path(task["model"]).parent / "task.json").read_text())["greedy_accuracy"]}
+    evaluated = {"0": eval_set(task["model"])} if settings.eval_problems else {}
     for step_dir in sorted(checkpoints.glob("global_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1])):
-        model_dir = step_dir / "actor" / "huggingface"
-        results[step_dir.name.rsplit("_", 1)[1]] = carry_task.greedy_accuracy(model_dir, task["val"])
+        model_dir, step = step_dir / "actor" / "huggingface", step_dir.name.rsplit("_", 1)[1]
+        greedy[step] = carry_task.greedy_accuracy(model_dir, task["val"])
+        if settings.eval_problems:
+            evaluated[step] = eval_set(model_dir)
     shutil.rmtree(checkpoints, ignore_errors=True)
-    return results
+    return greedy, evaluated
 
 
 # ---- aggregation ----------------------------------------------------------------------------------------------
@@ -280,10 +309,18 @@ def greedy_curve(greedy: dict[str, dict[str, float]], which: str = "all") -> tup
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def run_summary(rows: list[dict], greedy: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
+EVAL_CURVES = {"eval_greedy": "all", "eval_mean_at_k": "mean@k", "eval_pass_at_k": "pass@k"}
+"""Summary names of the eval-set curves -> their key in a checkpoint's :func:`carry_task.eval_set_accuracy`."""
+EVAL_FINALS = {"eval_greedy_final_d1": "1", "eval_greedy_final_d2": "2", "eval_greedy_final_d3": "3",
+                  "eval_mean_at_k_final_d3": "3-column mean@k", "eval_pass_at_k_final_d3": "3-column pass@k"}
+
+
+def run_summary(rows: list[dict], greedy: dict[str, dict[str, float]] | None = None,
+                eval_set: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
     """Scalars of one run: first / final / area-under-curve of each accuracy curve (greedy: from the checkpoints
-    when given, else verl's greedy validation; ``mean_at_k``, ``pass_at_k``: verl's validation at temperature 1),
-    the greedy accuracy per difficulty, entropy at the first and last step, mean training signals, step times."""
+    when given, else verl's greedy validation; ``mean_at_k``, ``pass_at_k``: verl's validation at temperature 1;
+    ``eval_*``: the evaluation set's measure of the checkpoints, when given), the greedy accuracy per difficulty,
+    entropy at the first and last step, mean training signals, step times."""
     keys = accuracy_keys(rows)
     curves = {}
     if greedy:
@@ -294,6 +331,9 @@ def run_summary(rows: list[dict], greedy: dict[str, dict[str, float]] | None = N
         curves["greedy"] = series(rows, keys["mean@k"])
     if "pass@k" in keys:
         curves["pass_at_k"] = series(rows, keys["pass@k"])
+    for name, key in EVAL_CURVES.items():
+        if eval_set:
+            curves[name] = greedy_curve(eval_set, key)
     summary = {}
     for name, (steps, values) in curves.items():
         if len(steps) < 2:
@@ -303,6 +343,9 @@ def run_summary(rows: list[dict], greedy: dict[str, dict[str, float]] | None = N
     for difficulty in ("1", "2", "3"):
         if greedy and difficulty in greedy.get(str(max(map(int, greedy))), {}):
             summary[f"greedy_final_d{difficulty}"] = greedy_curve(greedy, difficulty)[1][-1]
+    for name, key in EVAL_FINALS.items():
+        if eval_set and key in eval_set[str(max(map(int, eval_set)))]:
+            summary[name] = greedy_curve(eval_set, key)[1][-1]
     entropy = series(rows, "actor/entropy")[1]
     summary["entropy_first"], summary["entropy_final"] = entropy[0], entropy[-1]
     train = [r for r in rows if r["step"] >= 2]  # step 1 carries one-off warm-up (compilation, allocation)
@@ -326,7 +369,14 @@ def spread(values: list[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-COLUMNS = (("greedy final", "greedy_final", 3), ("greedy AUC", "greedy_auc", 3),
+COLUMNS = (("eval-set greedy final", "eval_greedy_final", 3), ("eval-set greedy AUC", "eval_greedy_auc", 3),
+           ("eval-set mean@k final", "eval_mean_at_k_final", 3),
+           ("eval-set mean@k AUC", "eval_mean_at_k_auc", 3),
+           ("eval-set pass@k final", "eval_pass_at_k_final", 3),
+           ("eval-set pass@k AUC", "eval_pass_at_k_auc", 3),
+           ("eval-set 3-column greedy final", "eval_greedy_final_d3", 3),
+           ("eval-set 3-column pass@k final", "eval_pass_at_k_final_d3", 3),
+           ("greedy final", "greedy_final", 3), ("greedy AUC", "greedy_auc", 3),
            ("pass@k final", "pass_at_k_final", 3), ("pass@k AUC", "pass_at_k_auc", 3),
            ("mean@k final", "mean_at_k_final", 3), ("mean@k AUC", "mean_at_k_auc", 3),
            ("3-digit greedy final", "greedy_final_d3", 3),
@@ -347,7 +397,10 @@ def results_table(summaries: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-PAIRED = (("greedy final", "greedy_final"), ("greedy AUC", "greedy_auc"), ("pass@k final", "pass_at_k_final"),
+PAIRED = (("eval-set greedy final", "eval_greedy_final"), ("eval-set greedy AUC", "eval_greedy_auc"),
+          ("eval-set mean@k AUC", "eval_mean_at_k_auc"), ("eval-set pass@k final", "eval_pass_at_k_final"),
+          ("eval-set pass@k AUC", "eval_pass_at_k_auc"), ("greedy final", "greedy_final"),
+          ("greedy AUC", "greedy_auc"), ("pass@k final", "pass_at_k_final"),
           ("pass@k AUC", "pass_at_k_auc"), ("mean@k AUC", "mean_at_k_auc"), ("entropy final", "entropy_final"))
 
 
@@ -386,6 +439,9 @@ def step_time_table(summaries: dict[str, list[dict]], reference: str = "grpo") -
 
 
 PLOTS = {
+    "learning_eval_greedy.png": ("eval-set greedy accuracy, mean and min-max over seeds", "eval:all"),
+    "learning_eval_mean_at_k.png": ("eval-set mean@k at temperature 1", "eval:mean@k"),
+    "learning_eval_pass_at_k.png": ("eval-set pass@k at temperature 1", "eval:pass@k"),
     "learning_greedy_accuracy.png": ("greedy validation accuracy, mean and min-max over seeds", "greedy"),
     "learning_pass_at_k.png": ("pass@k at temperature 1 (verl's best@k)", "pass@k"),
     "learning_entropy.png": ("policy entropy", "actor/entropy"),
@@ -394,8 +450,10 @@ PLOTS = {
 }
 
 
-def _curves(rows: list[dict], greedy: dict | None, key: str) -> dict[str, dict[int, float]]:
+def _curves(rows: list[dict], greedy: dict | None, eval_set: dict | None, key: str) -> dict[str, dict[int, float]]:
     """The curves one plot draws for one run: ``{suffix: {step: value}}``."""
+    if key.startswith("eval:"):
+        return {"": dict(zip(*greedy_curve(eval_set, key.split(":", 1)[1])))} if eval_set else {}
     if key == "greedy":
         return {"": dict(zip(*greedy_curve(greedy)))} if greedy else (
             {"": dict(zip(*series(rows, accuracy_keys(rows)["mean@k"])))} if "mean@k" in accuracy_keys(rows)
@@ -409,8 +467,10 @@ def _curves(rows: list[dict], greedy: dict | None, key: str) -> dict[str, dict[i
     return {"": dict(zip(*series(rows, key)))}
 
 
-def plot(runs: dict[str, list[list[dict]]], greedy: dict[str, list[dict | None]], out_dir: Path) -> list[Path]:
-    """The PNGs of :data:`PLOTS`: per arm, the mean over seeds and the min-max band."""
+def plot(runs: dict[str, list[list[dict]]], greedy: dict[str, list[dict | None]],
+         eval_set: dict[str, list[dict | None]], out_dir: Path) -> list[Path]:
+    """The PNGs of :data:`PLOTS` that have data (no eval-set ones for runs without the evaluation set): per
+    arm, the mean over seeds and the min-max band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -420,7 +480,7 @@ def plot(runs: dict[str, list[list[dict]]], greedy: dict[str, list[dict | None]]
     for filename, (title, key) in PLOTS.items():
         fig, ax = plt.subplots(figsize=(7.2, 4.2))
         for arm, seeds in runs.items():
-            per_seed = [_curves(rows, g, key) for rows, g in zip(seeds, greedy[arm])]
+            per_seed = [_curves(rows, g, h, key) for rows, g, h in zip(seeds, greedy[arm], eval_set[arm])]
             color = None
             for suffix in (per_seed[0] if per_seed else {}):
                 curves = [c.get(suffix, {}) for c in per_seed]
@@ -429,11 +489,15 @@ def plot(runs: dict[str, list[list[dict]]], greedy: dict[str, list[dict | None]]
                     continue
                 mean = [statistics.fmean(c[s] for c in curves) for s in steps]
                 line, = ax.plot(steps, mean, "--" if suffix else "-", color=color,
-                                marker="o" if key in ("greedy", "pass@k") else None, markersize=3,
+                                marker="o" if key in ("greedy", "pass@k") or key.startswith("eval:") else None,
+                                markersize=3,
                                 label=arm if not suffix else None)
                 color = line.get_color()
                 ax.fill_between(steps, [min(c[s] for c in curves) for s in steps],
                                 [max(c[s] for c in curves) for s in steps], color=color, alpha=0.10)
+        if not ax.get_lines():
+            plt.close(fig)
+            continue
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
@@ -447,16 +511,18 @@ def plot(runs: dict[str, list[list[dict]]], greedy: dict[str, list[dict | None]]
     return written
 
 
-def read_greedy(out: Path, arm: str, seed: int) -> dict | None:
-    path = out / "runs" / arm / f"seed{seed}.greedy.json"
+def read_checkpoint_measure(out: Path, arm: str, seed: int, measure: str) -> dict | None:
+    """A run's ``seed<n>.<measure>.json`` (``greedy`` or ``eval``), if it was measured."""
+    path = out / "runs" / arm / f"seed{seed}.{measure}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, docs: Path | None,
            timing_seeds: list[int] | None = None) -> str:
     runs = {arm.name: [read_metrics(out / "runs" / arm.name / f"seed{s}.jsonl") for s in seeds] for arm in arms}
-    greedy = {arm.name: [read_greedy(out, arm.name, s) for s in seeds] for arm in arms}
-    summaries = {name: [run_summary(rows, g) for rows, g in zip(seed_rows, greedy[name])]
+    greedy = {arm.name: [read_checkpoint_measure(out, arm.name, s, "greedy") for s in seeds] for arm in arms}
+    eval_set = {arm.name: [read_checkpoint_measure(out, arm.name, s, "eval") for s in seeds] for arm in arms}
+    summaries = {name: [run_summary(rows, g, h) for rows, g, h in zip(seed_rows, greedy[name], eval_set[name])]
                  for name, seed_rows in runs.items()}
     timing_seeds = timing_seeds or seeds
     timed = {name: [summary for seed, summary in zip(seeds, runs) if seed in timing_seeds]
@@ -464,7 +530,7 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
     (out / "summaries.json").write_text(json.dumps(summaries, indent=1))
     figure_dir = docs or out
     figure_dir.mkdir(parents=True, exist_ok=True)
-    plot(runs, greedy, figure_dir)
+    plot(runs, greedy, eval_set, figure_dir)
     overrides = "; ".join(f"{a.name} = {a.preset} + {a.loss_overrides}" for a in arms if a.loss_overrides)
     text = "\n".join([
         f"Setup: {settings.describe()}; seeds {seeds}.",
@@ -533,11 +599,14 @@ def main(argv: list[str] | None = None) -> None:
         settings.steps = args.steps if args.steps != Settings.steps else 30
         settings.epochs = args.epochs if args.epochs != Settings.epochs else 1
         settings.actor_compute = "bf16"
+        settings.eval_problems = settings.eval_sampled = 0  # verl's greedy validation is its measure
+        settings.verl_val_each_checkpoint = True
     names, seeds = args.arms, args.seeds
     if args.quick:  # the pipeline, not a result: a short warm start and 2 samples per validation prompt
         names, seeds, settings.steps, settings.test_freq = "etr", "0", 2, 1
         if settings.task == "carry":
             settings.warm_steps, settings.val_samples = 100, 2
+            settings.eval_problems, settings.eval_sampled = 64, 16
     out = args.out.resolve()
     if args.report_only:
         settings = Settings.load(out)  # the settings the runs were made with

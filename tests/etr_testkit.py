@@ -120,6 +120,13 @@ LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::1\]|\[::ffff:127\.\d+\.\d+\.\d+
 """A listening address on loopback, as `ss` prints it (IPv4, IPv6, IPv4-mapped IPv6)."""
 
 
+def for_gpu_backend(overrides: list[str]) -> list[str]:
+    """The demo's trainer overrides for the GPU backend (``backend=gpu``), composable on every supported verl:
+    without ``actor_rollout_ref.rollout.seed``, which verl 0.8.0's rollout config lacks (the CPU backend's hf
+    rollout is what needs it)."""
+    return [o for o in overrides if not o.startswith(("backend=", "actor_rollout_ref.rollout.seed="))] + ["backend=gpu"]
+
+
 def listening_addresses(root_pid: int) -> set[str]:
     """Addresses on which ``root_pid`` or any of its descendants listens (TCP), read from ``ss -ltnp``."""
     import psutil

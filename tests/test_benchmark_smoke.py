@@ -115,6 +115,12 @@ def test_learning_settings_saved_before_the_epochs_option_load_as_one_epoch(tmp_
     (tmp_path / "settings.json").write_text(json.dumps(old))
     assert learning.Settings.load(tmp_path).epochs == 1
     assert "x 1 epoch(s)" in learning.Settings.load(tmp_path).describe()
+    for key in ("eval_problems", "eval_sampled", "verl_val_each_checkpoint"):
+        del old[key]  # the runs before the evaluation set: verl's validation at every checkpoint, no evaluation set
+    (tmp_path / "settings.json").write_text(json.dumps(old))
+    loaded = learning.Settings.load(tmp_path)
+    assert (loaded.eval_problems, loaded.verl_val_each_checkpoint) == (0, True)
+    assert "evaluation set" not in loaded.describe() and "verl's validation at each" in loaded.describe()
 
 
 def _etr_rows(factor_means, zero_variance_shares, steps=3):
@@ -186,14 +192,16 @@ def test_learning_runs_compute_the_actor_in_fp32_through_verls_engine_config():
     from verl.utils.config import omega_conf_to_dataclass
     from verl.utils.torch_dtypes import PrecisionType
 
+    from etr_testkit import for_gpu_backend
+
     from etr_verl.demo.runner import trainer_overrides
 
     learning = _learning_module()
     task = {"train": "/nonexistent/train.parquet", "val": "/nonexistent/val.parquet", "model": "/nonexistent/model"}
-    base = [o for o in trainer_overrides(task, "etr", 2, 0, Path("/tmp/unused")) if not o.startswith("backend=")]
+    base = for_gpu_backend(trainer_overrides(task, "etr", 2, 0, Path("/tmp/unused")))
     with initialize_config_module(config_module="etr_verl.hydra_configs", version_base=None):
-        default = compose(config_name="etr_trainer", overrides=[*base, "backend=gpu"])
-        fp32 = compose(config_name="etr_trainer", overrides=[*base, "backend=gpu", *learning.FP32_ACTOR])
+        default = compose(config_name="etr_trainer", overrides=base)
+        fp32 = compose(config_name="etr_trainer", overrides=[*base, *learning.FP32_ACTOR])
     assert omega_conf_to_dataclass(default.actor_rollout_ref.actor.fsdp_config).mixed_precision is None
     engine = omega_conf_to_dataclass(fp32.actor_rollout_ref.actor.fsdp_config)
     assert {PrecisionType.to_dtype(engine.mixed_precision[key])

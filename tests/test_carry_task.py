@@ -73,6 +73,43 @@ def test_summaries_and_the_paired_table():
     assert "0.025 ± 0.106 (1/2 ahead)" in etr_row  # diffs +0.1 and -0.05
 
 
+def test_evaluation_set_curves_summaries_and_columns():
+    """The evaluation set's measure of the checkpoints becomes its own curves (first / final / AUC), per-difficulty finals
+    and the first columns of the results table; runs without it keep the tables they had."""
+    learning = load_script(ROOT / "benchmarks" / "learning.py", "learning_benchmark")
+    rows = _rows([0.2, 0, 0, 0, 0.5], [0.9, 0.8, 0.7, 0.6, 0.5], [0.01] * 5)
+    eval_set = {"0": {"all": 0.5, "3": 0.2, "mean@k": 0.4, "pass@k": 0.6, "3-column pass@k": 0.3},
+               "2": {"all": 0.6, "3": 0.3, "mean@k": 0.5, "pass@k": 0.7, "3-column pass@k": 0.4},
+               "4": {"all": 0.7, "3": 0.5, "mean@k": 0.6, "pass@k": 0.8, "3-column pass@k": 0.6}}
+    summary = learning.run_summary(rows, {"0": {"all": 0.3}, "4": {"all": 0.6}}, eval_set)
+    assert (summary["eval_greedy_first"], summary["eval_greedy_final"]) == (0.5, 0.7)
+    assert summary["eval_mean_at_k_auc"] == pytest.approx((0.45 * 2 + 0.55 * 2) / 4)
+    assert summary["eval_greedy_final_d3"] == 0.5 and summary["eval_pass_at_k_final_d3"] == 0.6
+    assert summary["mean_at_k_final"] == 0.5  # verl's own validation, kept beside it
+    header = learning.results_table({"grpo": [summary]}).splitlines()[0]
+    assert header.startswith("| arm | seeds | eval-set greedy final | eval-set greedy AUC |")
+    without = learning.results_table({"grpo": [learning.run_summary(rows)]}).splitlines()[0]
+    assert "eval-set" not in without
+
+
+def test_evaluation_set_is_reproducible_and_mostly_fresh_where_it_matters():
+    """The committed warm start measured twice gives the same numbers (fixed problems, fixed sampling seed), and
+    its three-column sums (the ones the claim is about) are almost never training or validation problems."""
+    import pandas as pd
+
+    task = ROOT / "docs" / "learning_carry" / "task"
+    first = carry.eval_set_accuracy(task / "model", greedy_problems=96, sampled_problems=24)
+    assert first == carry.eval_set_accuracy(task / "model", greedy_problems=96, sampled_problems=24)
+    assert {"all", "1", "2", "3", "mean@k", "pass@k", "3-column mean@k", "3-column pass@k"} <= set(first)
+    assert all(0.0 <= value <= 1.0 for value in first.values())
+    seen = set()
+    for split in ("train", "val"):
+        for prompt in pd.read_parquet(task / f"{split}.parquet")["prompt"]:
+            seen.add(tuple(int(x) for x in prompt[0]["content"].rstrip("=").split("+")))
+    hard = [pair for pair in carry.problems(carry.EVAL_SEED, 1024) if carry.difficulty(*pair) == 3]
+    assert len(hard) > 500 and sum(pair in seen for pair in hard) / len(hard) < 0.02
+
+
 def test_the_warm_start_mix_of_hard_sums():
     """hard_share=None keeps the task's own mix (so the recorded pilots reproduce); a number sets the share of
     3-column sums among the demonstrations."""

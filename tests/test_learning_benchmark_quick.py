@@ -1,5 +1,5 @@
 """benchmarks/learning.py --quick: the whole pipeline (the carry miniature built, one ETR run of verl's real trainer,
-greedy accuracy on its saved checkpoints, aggregation, plots)."""
+greedy accuracy and the evaluation set on its saved checkpoints, aggregation, plots)."""
 
 import json
 import subprocess
@@ -26,5 +26,13 @@ def test_learning_benchmark_quick_mode(tmp_path):
     assert sorted(greedy, key=int) == ["0", "1", "2"]  # the warm start, then every saved step
     assert all(0.0 <= acc["all"] <= 1.0 for acc in greedy.values())
     assert not (tmp_path / "runs" / "etr" / "seed0_checkpoints").exists()  # evaluated, then removed
+    eval_set = json.loads((tmp_path / "runs" / "etr" / "seed0.eval.json").read_text())
+    assert sorted(eval_set, key=int) == ["0", "1", "2"]
+    assert all({"all", "3", "mean@k", "pass@k"} <= set(acc) for acc in eval_set.values())
+    assert (tmp_path / "learning_eval_greedy.png").stat().st_size > 1000
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "etr" / "seed0.jsonl").read_text().splitlines()]
+    # verl's own validation before training and at the last step; the evaluation set covers each checkpoint
+    assert [r["step"] for r in rows if any(k.startswith("val-core/") for k in r["data"])] == [0, 2]
     summary = json.loads((tmp_path / "summaries.json").read_text())["etr"][0]
-    assert {"greedy_final", "pass_at_k_final", "mean_at_k_final", "clipfrac_pos", "clipfrac_neg"} <= set(summary)
+    assert {"greedy_final", "pass_at_k_final", "mean_at_k_final", "clipfrac_pos", "clipfrac_neg",
+            "eval_greedy_final", "eval_pass_at_k_auc"} <= set(summary)

@@ -12,6 +12,8 @@ import warnings
 import pytest
 from hydra import compose, initialize_config_module
 
+from etr_testkit import for_gpu_backend
+
 from etr_verl.demo.runner import trainer_overrides
 from etr_verl.validation import OnPolicyClipWarning, check_clipping_can_bind, validate
 
@@ -39,7 +41,7 @@ def _demo_overrides(algo, **kwargs):
     overrides = trainer_overrides(FAKE_TASK, algo, steps=2, seed=0, out_dir=Path("/tmp/unused"), **kwargs)
     if LOCAL_CPU_BACKEND:
         return overrides
-    return [o for o in overrides if not o.startswith(("backend=", "actor_rollout_ref.rollout.seed="))] + ["backend=gpu"]
+    return for_gpu_backend(overrides)
 
 
 @pytest.mark.parametrize("algo", PRESETS)
