@@ -22,8 +22,8 @@ docs/benchmarks.md).
 Runs that finished (their JSONL reaches the last step) are reused, so an interrupted sweep resumes. The carry sweep
 runs in parts (docs/benchmarks.md section 1) from the committed warm start, into a committed record folder:
 
-    python benchmarks/learning.py --task-dir docs/learning_carry/task --out docs/learning_carry/sweep --arms grpo,etr
-    python benchmarks/learning.py --task-dir docs/learning_carry/task --out docs/learning_carry/sweep \
+    python benchmarks/learning.py --task-dir docs/learning_carry/task_h15 --out docs/learning_carry/sweep --arms grpo,etr
+    python benchmarks/learning.py --task-dir docs/learning_carry/task_h15 --out docs/learning_carry/sweep \
         --arms grpo_matched,dapo      # the static control takes ETR's mean range from the finished etr runs
 """
 
@@ -170,17 +170,19 @@ class Settings:
     steps: int = 30
     prompts_per_step: int = 8
     group_size: int = 8
-    # chosen by the GRPO pilots of docs/benchmarks.md section 1: clipping binds (about 1 %), no collapse
+    # chosen by the GRPO pilots of docs/benchmarks.md section 1 (2026-11-30, fp32 actor, the 15 % start): GRPO
+    # improves on every measure of the evaluation set, entropy falls, clipping binds (0.8 %); at lr 1e-4 the same
+    # set-up lost accuracy on every measure, even on one-column sums
     updates_per_step: int = 4
     epochs: int = 4  # PPO epochs over each step's rollouts
-    lr: float = 1e-4
+    lr: float = 3e-5
     test_freq: int = 5
     val_samples: int = 8  # k of mean@k / pass@k; 0: greedy validation in verl (the digits task)
     max_response_length: int = carry_task.MAX_RESPONSE_TOKENS
     # the carry task's warm start (carry_task.build_task; calibrate with `python benchmarks/carry_task.py`)
     warm_steps: int = 600
     noise: float = 0.0
-    hard_share: float | None = 0.05
+    hard_share: float | None = 0.15
     # the actor's compute dtype: "fp32" (FP32_ACTOR) or "bf16" (verl's default; the runs before 2026-11-30)
     actor_compute: str = "fp32"
     # the carry task's evaluation set on every checkpoint (carry_task.eval_set_accuracy): greedy on this many
@@ -558,7 +560,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task-dir", type=Path, default=None,
                         help="the task (warm-started model, data) to train from, built there if absent (default: "
                              "OUT/task); the warm start depends on the CPU, so a sweep split over machines names a "
-                             "committed one: docs/learning_carry/task")
+                             "committed one: docs/learning_carry/task_h15")
     parser.add_argument("--arms", default=",".join(PRESETS), help="comma-separated arm names")
     parser.add_argument("--arm", action="append", default=[], help="define an arm NAME=PRESET[:etr_key=value,...]")
     parser.add_argument("--seeds", default="0,1,2")
