@@ -378,10 +378,10 @@ COLUMNS = (("eval-set greedy final", "eval_greedy_final", 3), ("eval-set greedy 
            ("eval-set pass@k AUC", "eval_pass_at_k_auc", 3),
            ("eval-set 3-column greedy final", "eval_greedy_final_d3", 3),
            ("eval-set 3-column pass@k final", "eval_pass_at_k_final_d3", 3),
-           ("greedy final", "greedy_final", 3), ("greedy AUC", "greedy_auc", 3),
-           ("pass@k final", "pass_at_k_final", 3), ("pass@k AUC", "pass_at_k_auc", 3),
-           ("mean@k final", "mean_at_k_final", 3), ("mean@k AUC", "mean_at_k_auc", 3),
-           ("3-digit greedy final", "greedy_final_d3", 3),
+           ("val greedy final", "greedy_final", 3), ("val greedy AUC", "greedy_auc", 3),
+           ("val pass@k final", "pass_at_k_final", 3), ("val pass@k AUC", "pass_at_k_auc", 3),
+           ("val mean@k final", "mean_at_k_final", 3), ("val mean@k AUC", "mean_at_k_auc", 3),
+           ("val 3-column greedy final", "greedy_final_d3", 3),
            ("entropy first", "entropy_first", 3), ("entropy final", "entropy_final", 3),
            ("clip frac A>0", "clipfrac_pos", 4), ("clip frac A<0", "clipfrac_neg", 4),
            ("eps_low eff.", "eps_low", 3), ("eps_high eff.", "eps_high", 3))
@@ -401,9 +401,9 @@ def results_table(summaries: dict[str, list[dict]]) -> str:
 
 PAIRED = (("eval-set greedy final", "eval_greedy_final"), ("eval-set greedy AUC", "eval_greedy_auc"),
           ("eval-set mean@k AUC", "eval_mean_at_k_auc"), ("eval-set pass@k final", "eval_pass_at_k_final"),
-          ("eval-set pass@k AUC", "eval_pass_at_k_auc"), ("greedy final", "greedy_final"),
-          ("greedy AUC", "greedy_auc"), ("pass@k final", "pass_at_k_final"),
-          ("pass@k AUC", "pass_at_k_auc"), ("mean@k AUC", "mean_at_k_auc"), ("entropy final", "entropy_final"))
+          ("eval-set pass@k AUC", "eval_pass_at_k_auc"), ("val greedy final", "greedy_final"),
+          ("val greedy AUC", "greedy_auc"), ("val pass@k final", "pass_at_k_final"),
+          ("val pass@k AUC", "pass_at_k_auc"), ("val mean@k AUC", "mean_at_k_auc"), ("entropy final", "entropy_final"))
 
 
 def paired_table(summaries: dict[str, list[dict]], seeds: list[int], reference: str = "grpo") -> str:
@@ -539,6 +539,10 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
         f"Arms with overrides: {overrides}." if overrides else "",
         "",
         results_table(summaries),
+        "",
+        "Columns: `eval-set`, the evaluation set of the checkpoints (carry task: `carry_task.eval_set_accuracy`); "
+        "`val`, verl's validation prompts (greedy: on the checkpoints, or verl's greedy validation; mean@k and "
+        "pass@k: verl's validation at temperature 1). Mean ± sample sd over seeds.",
         "",
         "Paired by seed (same data order and sampling seed), each arm minus GRPO:",
         "",
