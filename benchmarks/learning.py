@@ -22,7 +22,8 @@ docs/benchmarks.md).
 Runs that finished (their JSONL reaches the last step) are reused, so an interrupted sweep resumes. The carry sweep
 runs in parts (docs/benchmarks.md section 1) from the committed warm start, into a committed record folder:
 
-    python benchmarks/learning.py --task-dir docs/learning_carry/task_h15 --out docs/learning_carry/sweep --arms grpo,etr
+    python benchmarks/learning.py --task-dir docs/learning_carry/task_h15 --out docs/learning_carry/sweep \
+        --arms grpo,etr
     python benchmarks/learning.py --task-dir docs/learning_carry/task_h15 --out docs/learning_carry/sweep \
         --arms grpo_matched,dapo      # the static control takes ETR's mean range from the finished etr runs
 """

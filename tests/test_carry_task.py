@@ -74,8 +74,8 @@ def test_summaries_and_the_paired_table():
 
 
 def test_evaluation_set_curves_summaries_and_columns():
-    """The evaluation set's measure of the checkpoints becomes its own curves (first / final / AUC), per-difficulty finals
-    and the first columns of the results table; runs without it keep the tables they had."""
+    """The evaluation set's measure of the checkpoints becomes its own curves (first / final / AUC), per-difficulty
+    finals and the first columns of the results table; runs without it keep the tables they had."""
     learning = load_script(ROOT / "benchmarks" / "learning.py", "learning_benchmark")
     rows = _rows([0.2, 0, 0, 0, 0.5], [0.9, 0.8, 0.7, 0.6, 0.5], [0.01] * 5)
     eval_set = {"0": {"all": 0.5, "3": 0.2, "mean@k": 0.4, "pass@k": 0.6, "3-column pass@k": 0.3},
