@@ -271,17 +271,17 @@ def evaluate_checkpoints(checkpoints: Path, task: dict, settings: Settings) -> t
     measured when the task was built, its evaluation set is taken here. Returns ``({step: accuracies}, ...)``."""
     import shutil
 
-    def eval_set(model_dir) -> dict[str, float]:
+    def measure(model_dir) -> dict[str, float]:
         return carry_task.eval_set_accuracy(model_dir, settings.eval_problems, settings.eval_sampled,
                                            samples=settings.val_samples)
 
     greedy = {"0": json.loads((Path(task["model"]).parent / "task.json").read_text())["greedy_accuracy"]}
-    evaluated = {"0": eval_set(task["model"])} if settings.eval_problems else {}
+    evaluated = {"0": measure(task["model"])} if settings.eval_problems else {}
     for step_dir in sorted(checkpoints.glob("global_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1])):
         model_dir, step = step_dir / "actor" / "huggingface", step_dir.name.rsplit("_", 1)[1]
         greedy[step] = carry_task.greedy_accuracy(model_dir, task["val"])
         if settings.eval_problems:
-            evaluated[step] = eval_set(model_dir)
+            evaluated[step] = measure(model_dir)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return greedy, evaluated
 
@@ -315,7 +315,7 @@ def greedy_curve(greedy: dict[str, dict[str, float]], which: str = "all") -> tup
 EVAL_CURVES = {"eval_greedy": "all", "eval_mean_at_k": "mean@k", "eval_pass_at_k": "pass@k"}
 """Summary names of the eval-set curves -> their key in a checkpoint's :func:`carry_task.eval_set_accuracy`."""
 EVAL_FINALS = {"eval_greedy_final_d1": "1", "eval_greedy_final_d2": "2", "eval_greedy_final_d3": "3",
-                  "eval_mean_at_k_final_d3": "3-column mean@k", "eval_pass_at_k_final_d3": "3-column pass@k"}
+               "eval_mean_at_k_final_d3": "3-column mean@k", "eval_pass_at_k_final_d3": "3-column pass@k"}
 
 
 def run_summary(rows: list[dict], greedy: dict[str, dict[str, float]] | None = None,
@@ -334,9 +334,8 @@ def run_summary(rows: list[dict], greedy: dict[str, dict[str, float]] | None = N
         curves["greedy"] = series(rows, keys["mean@k"])
     if "pass@k" in keys:
         curves["pass_at_k"] = series(rows, keys["pass@k"])
-    for name, key in EVAL_CURVES.items():
-        if eval_set:
-            curves[name] = greedy_curve(eval_set, key)
+    if eval_set:
+        curves.update({name: greedy_curve(eval_set, key) for name, key in EVAL_CURVES.items()})
     summary = {}
     for name, (steps, values) in curves.items():
         if len(steps) < 2:
@@ -346,9 +345,8 @@ def run_summary(rows: list[dict], greedy: dict[str, dict[str, float]] | None = N
     for difficulty in ("1", "2", "3"):
         if greedy and difficulty in greedy.get(str(max(map(int, greedy))), {}):
             summary[f"greedy_final_d{difficulty}"] = greedy_curve(greedy, difficulty)[1][-1]
-    for name, key in EVAL_FINALS.items():
-        if eval_set and key in eval_set[str(max(map(int, eval_set)))]:
-            summary[name] = greedy_curve(eval_set, key)[1][-1]
+    last_eval = eval_set[str(max(map(int, eval_set)))] if eval_set else {}
+    summary.update({name: last_eval[key] for name, key in EVAL_FINALS.items() if key in last_eval})
     entropy = series(rows, "actor/entropy")[1]
     summary["entropy_first"], summary["entropy_final"] = entropy[0], entropy[-1]
     train = [r for r in rows if r["step"] >= 2]  # step 1 carries one-off warm-up (compilation, allocation)
@@ -483,7 +481,7 @@ def plot(runs: dict[str, list[list[dict]]], greedy: dict[str, list[dict | None]]
     for filename, (title, key) in PLOTS.items():
         fig, ax = plt.subplots(figsize=(7.2, 4.2))
         for arm, seeds in runs.items():
-            per_seed = [_curves(rows, g, h, key) for rows, g, h in zip(seeds, greedy[arm], eval_set[arm])]
+            per_seed = [_curves(rows, g, e, key) for rows, g, e in zip(seeds, greedy[arm], eval_set[arm])]
             color = None
             for suffix in (per_seed[0] if per_seed else {}):
                 curves = [c.get(suffix, {}) for c in per_seed]
@@ -525,7 +523,7 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
     runs = {arm.name: [read_metrics(out / "runs" / arm.name / f"seed{s}.jsonl") for s in seeds] for arm in arms}
     greedy = {arm.name: [read_checkpoint_measure(out, arm.name, s, "greedy") for s in seeds] for arm in arms}
     eval_set = {arm.name: [read_checkpoint_measure(out, arm.name, s, "eval") for s in seeds] for arm in arms}
-    summaries = {name: [run_summary(rows, g, h) for rows, g, h in zip(seed_rows, greedy[name], eval_set[name])]
+    summaries = {name: [run_summary(rows, g, e) for rows, g, e in zip(seed_rows, greedy[name], eval_set[name])]
                  for name, seed_rows in runs.items()}
     timing_seeds = timing_seeds or seeds
     timed = {name: [summary for seed, summary in zip(seeds, runs) if seed in timing_seeds]
