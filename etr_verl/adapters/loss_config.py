@@ -16,9 +16,9 @@ for binary rewards (the group's budget is proportional to its variance) — with
 ``[0.5, 2]``. The first learning benchmark (``docs/benchmarks.md``, appendix A: 3 seeds on the single-digit task against
 ``alpha = 0.5``, ``beta = 1``, a factor floor of 1 and the single-level ablations) kept them: best final accuracy
 and smallest seed spread among the ETR variants; weak evidence, to revisit with the 7-8B recipes. Its successor,
-the carry miniature (``docs/benchmarks.md`` section 1, 3 seeds), found these defaults level with GRPO, DAPO and a
-static control with ETR's mean range on every measure, in a regime where GRPO is healthy; its reading arms, which
-are to choose between readings, have not run yet.
+the carry miniature (``docs/benchmarks.md`` section 1, 3 seeds), found these defaults level with GRPO, DAPO, a
+static control with ETR's mean range and the micro-only and macro-only ablations on every measure, in a regime where
+GRPO is healthy; its other reading arms, which are to choose between readings, have not run yet.
 """
 
 from __future__ import annotations
