@@ -518,6 +518,48 @@ def read_checkpoint_measure(out: Path, arm: str, seed: int, measure: str) -> dic
     return json.loads(path.read_text()) if path.exists() else None
 
 
+CHECKPOINT_COLUMNS = (("greedy", "all", 3), ("3-column greedy", "3", 3), ("mean@k", "mean@k", 3),
+                      ("pass@k", "pass@k", 3), ("3-column pass@k", "3-column pass@k", 3))
+"""Per-checkpoint table columns: header -> key in a checkpoint's :func:`carry_task.eval_set_accuracy`, digits."""
+
+
+def checkpoint_rows(arm: str, rows: list[dict], eval_set: dict[str, dict[str, float]], steps: list[int],
+                    window: int = 5) -> list[str]:
+    """One markdown row per checkpoint step of one run: the evaluation set's accuracies at that step, and verl's
+    ``actor/entropy`` and ``actor/pg_clipfrac`` averaged over the ``window`` training steps up to it (``s - window
+    + 1 .. s``; step 0, before training, has none). A step without a measured checkpoint is an error, not a gap."""
+    missing = [s for s in steps if str(s) not in eval_set]
+    if missing:
+        raise ValueError(f"{arm}: no evaluation-set checkpoint at step(s) {missing}; measured: "
+                         f"{sorted(map(int, eval_set))}")
+    lines = []
+    for step in steps:
+        accuracy = eval_set[str(step)]
+        cells = [f"{accuracy[key]:.{digits}f}" if key in accuracy else "–" for _, key, digits in CHECKPOINT_COLUMNS]
+        recent = [r for r in rows if step - window < r["step"] <= step]
+        for key, digits in (("actor/entropy", 3), ("actor/pg_clipfrac", 4)):
+            values = [float(r[key]) for r in recent if key in r]
+            cells.append(f"{statistics.fmean(values):.{digits}f}" if values else "–")
+        lines.append(f"| {arm} | {step} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def checkpoint_table(out: Path, arms: list[Arm], seed: int, steps: list[int], samples: int,
+                     window: int = 5) -> str:
+    """The per-checkpoint table of one seed, every arm (see :func:`checkpoint_rows`), from the committed
+    ``runs/<arm>/seed<n>.eval.json`` and ``seed<n>.jsonl``; ``samples`` is the evaluation set's ``k``."""
+    header = ["arm", "step", *(name.replace("@k", f"@{samples}") for name, _, _ in CHECKPOINT_COLUMNS),
+              f"entropy (mean of the {window} steps to here)", "clip fraction (same)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for arm in arms:
+        eval_set = read_checkpoint_measure(out, arm.name, seed, "eval")
+        if eval_set is None:
+            raise ValueError(f"{arm.name} seed {seed}: no evaluation set in {out / 'runs' / arm.name}")
+        lines += checkpoint_rows(arm.name, read_metrics(out / "runs" / arm.name / f"seed{seed}.jsonl"), eval_set,
+                                 steps, window)
+    return "\n".join(lines)
+
+
 def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, docs: Path | None,
            timing_seeds: list[int] | None = None) -> str:
     runs = {arm.name: [read_metrics(out / "runs" / arm.name / f"seed{s}.jsonl") for s in seeds] for arm in arms}
@@ -585,6 +627,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="CI smoke: etr, seed 0, 2 steps, validation each step (carry: a 100-step warm start, "
                              "2 samples per validation prompt)")
     parser.add_argument("--report-only", action="store_true", help="aggregate existing runs, train nothing")
+    parser.add_argument("--checkpoints", default=None, metavar="STEPS",
+                        help="also print, per seed, a row per arm at each of these checkpoint steps (e.g. "
+                             "0,10,30,50,70,100): the evaluation set's accuracies there, entropy and clip fraction "
+                             "averaged over the 5 steps up to it; written to checkpoints_seed<n>.md under --out")
     parser.add_argument("--timing-seeds", default=None,
                         help="seeds whose step times are reported (default: all; leave out runs that shared the "
                              "machine with other work)")
@@ -654,6 +700,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[learning] all runs done in {time.time() - start:.0f} s")
     timing_seeds = [int(s) for s in args.timing_seeds.split(",")] if args.timing_seeds else None
     print(report(out, arms, seed_list, settings, args.docs, timing_seeds))
+    if args.checkpoints:
+        steps = [int(s) for s in args.checkpoints.split(",")]
+        for seed in seed_list:
+            try:
+                table = checkpoint_table(out, arms, seed, steps, settings.val_samples)
+            except ValueError as error:
+                parser.error(str(error))
+            (out / f"checkpoints_seed{seed}.md").write_text(table + "\n")
+            print(f"\nPer checkpoint, seed {seed}:\n\n{table}")
 
 
 if __name__ == "__main__":

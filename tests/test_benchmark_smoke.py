@@ -228,3 +228,56 @@ def test_a_named_task_dir_with_another_warm_start_is_refused_not_rebuilt(tmp_pat
     assert f"--task-dir {task} holds a warm start built with" in result.stderr
     assert "pass its --warm-steps/--noise/--hard-share" in result.stderr
     assert sorted(p.name for p in task.iterdir()) == ["task.json"]  # nothing built or overwritten
+
+
+def _write_run(out: Path, arm: str, rows: list[dict], eval_set: dict) -> None:
+    import json
+
+    run = out / "runs" / arm
+    run.mkdir(parents=True, exist_ok=True)
+    lines = [{"step": r["step"], "data": {k: v for k, v in r.items() if k != "step"}} for r in rows]
+    (run / "seed0.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (run / "seed0.eval.json").write_text(json.dumps(eval_set))
+
+
+def _eval_point(greedy):
+    return {"all": greedy, "3": greedy / 2, "mean@k": greedy - 0.1, "pass@k": greedy + 0.1,
+            "3-column pass@k": greedy / 3}
+
+
+def test_per_checkpoint_table_from_saved_runs_through_the_command(tmp_path):
+    """`--report-only --checkpoints`: per checkpoint, the evaluation set's accuracies there and verl's entropy and
+    clip fraction averaged over the 5 training steps up to it; printed and written next to the runs."""
+    from etr_testkit import user_env
+
+    learning = _learning_module()
+    learning.Settings(steps=10, test_freq=5).save(tmp_path)
+    rows = _rows([0.5, 0.6, 0.7])  # steps 0..10; entropy 0.3 - 0.01 * step
+    for row in rows[1:]:
+        row["actor/pg_clipfrac"] = 0.001 * row["step"]
+    _write_run(tmp_path, "grpo", rows, {str(s): _eval_point(0.4 + 0.01 * s) for s in (0, 5, 10)})
+    result = subprocess.run([sys.executable, str(LEARNING), "--report-only", "--out", str(tmp_path), "--arms", "grpo",
+                             "--seeds", "0", "--checkpoints", "0,10"], capture_output=True, text=True, timeout=120,
+                            env=user_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = (tmp_path / "checkpoints_seed0.md").read_text()
+    assert table.strip() in result.stdout  # printed as written
+    lines = table.strip().splitlines()
+    assert lines[0].startswith("| arm | step | greedy | 3-column greedy | mean@8 | pass@8 | 3-column pass@8 |")
+    assert lines[2] == "| grpo | 0 | 0.400 | 0.200 | 0.300 | 0.500 | 0.133 | – | – |"  # before training
+    # steps 6..10: entropy 0.3 - 0.01 * 8 (their mean step), clip fraction 0.001 * 8
+    assert lines[3] == "| grpo | 10 | 0.500 | 0.250 | 0.400 | 0.600 | 0.167 | 0.220 | 0.0080 |"
+    assert len(lines) == 4
+
+
+def test_per_checkpoint_table_refuses_a_step_that_was_not_measured(tmp_path):
+    from etr_testkit import user_env
+
+    learning = _learning_module()
+    learning.Settings(steps=10, test_freq=5).save(tmp_path)
+    _write_run(tmp_path, "grpo", _rows([0.5, 0.6, 0.7]), {str(s): _eval_point(0.5) for s in (0, 5, 10)})
+    result = subprocess.run([sys.executable, str(LEARNING), "--report-only", "--out", str(tmp_path), "--arms", "grpo",
+                             "--seeds", "0", "--checkpoints", "0,7"], capture_output=True, text=True, timeout=120,
+                            env=user_env())
+    assert result.returncode == 2
+    assert "grpo: no evaluation-set checkpoint at step(s) [7]; measured: [0, 5, 10]" in result.stderr
