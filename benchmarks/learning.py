@@ -386,8 +386,19 @@ COLUMNS = (("eval-set greedy final", "eval_greedy_final", 3), ("eval-set greedy 
            ("eps_low eff.", "eps_low", 3), ("eps_high eff.", "eps_high", 3))
 
 
-def results_table(summaries: dict[str, list[dict]]) -> str:
-    present = [c for c in COLUMNS if any(c[1] in r for runs in summaries.values() for r in runs)]
+COMPACT_COLUMNS = (("greedy final", "eval_greedy_final", 3), ("greedy AUC", "eval_greedy_auc", 3),
+                   ("mean@k final", "eval_mean_at_k_final", 3), ("mean@k AUC", "eval_mean_at_k_auc", 3),
+                   ("pass@k final", "eval_pass_at_k_final", 3), ("pass@k AUC", "eval_pass_at_k_auc", 3),
+                   ("3-column greedy final", "eval_greedy_final_d3", 3),
+                   ("3-column pass@k final", "eval_pass_at_k_final_d3", 3),
+                   ("verl val mean@k final", "mean_at_k_final", 3), ("entropy final", "entropy_final", 3),
+                   ("clip A>0", "clipfrac_pos", 4), ("clip A<0", "clipfrac_neg", 4), ("eff. eps (mean)", "eps_low", 3))
+"""The columns docs/benchmarks.md shows (``results_compact.md``): the evaluation set's, verl's val mean@k, entropy,
+clipping and ETR's effective offset (``eps_low = eps_high`` in the sweep)."""
+
+
+def results_table(summaries: dict[str, list[dict]], columns: tuple = COLUMNS) -> str:
+    present = [c for c in columns if any(c[1] in r for runs in summaries.values() for r in runs)]
     lines = ["| arm | seeds | " + " | ".join(c[0] for c in present) + " |", "|---|---|" + "---|" * len(present)]
     for arm, runs in summaries.items():
         cells = []
@@ -405,12 +416,19 @@ PAIRED = (("eval-set greedy final", "eval_greedy_final"), ("eval-set greedy AUC"
           ("val pass@k AUC", "pass_at_k_auc"), ("val mean@k AUC", "mean_at_k_auc"), ("entropy final", "entropy_final"))
 
 
-def paired_table(summaries: dict[str, list[dict]], seeds: list[int], reference: str = "grpo") -> str:
+COMPACT_PAIRED = (("greedy final", "eval_greedy_final"), ("greedy AUC", "eval_greedy_auc"),
+                  ("mean@k AUC", "eval_mean_at_k_auc"), ("pass@k final", "eval_pass_at_k_final"),
+                  ("pass@k AUC", "eval_pass_at_k_auc"), ("3-column greedy final", "eval_greedy_final_d3"),
+                  ("entropy final", "entropy_final"))
+
+
+def paired_table(summaries: dict[str, list[dict]], seeds: list[int], reference: str = "grpo",
+                 columns: tuple = PAIRED) -> str:
     """Per arm, its per-seed difference from ``reference`` (same seed: same data order and initial sampling):
     ``mean ± sd of (arm - reference)`` and how many seeds the arm is ahead on."""
     if reference not in summaries:
         return f"(no {reference} runs: no paired comparison)"
-    present = [c for c in PAIRED if any(c[1] in r for r in summaries[reference])]
+    present = [c for c in columns if any(c[1] in r for r in summaries[reference])]
     lines = [f"| arm - {reference} | " + " | ".join(c[0] for c in present) + " |", "|---|" + "---|" * len(present)]
     for arm, runs in summaries.items():
         if arm == reference:
@@ -595,6 +613,9 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
         step_time_table(timed),
     ])
     (out / "results.md").write_text(text + "\n")
+    compact = (results_table(summaries, COMPACT_COLUMNS) + "\n\n"
+               + paired_table(summaries, seeds, columns=COMPACT_PAIRED) + "\n")
+    (out / "results_compact.md").write_text(compact.replace("@k", f"@{settings.val_samples}"))
     return text
 
 

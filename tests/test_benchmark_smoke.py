@@ -245,9 +245,10 @@ def _eval_point(greedy):
             "3-column pass@k": greedy / 3}
 
 
-def test_per_checkpoint_table_from_saved_runs_through_the_command(tmp_path):
+def test_per_checkpoint_and_compact_tables_from_saved_runs_through_the_command(tmp_path):
     """`--report-only --checkpoints`: per checkpoint, the evaluation set's accuracies there and verl's entropy and
-    clip fraction averaged over the 5 training steps up to it; printed and written next to the runs."""
+    clip fraction averaged over the 5 training steps up to it, printed and written next to the runs; and the compact
+    summary tables."""
     from etr_testkit import user_env
 
     learning = _learning_module()
@@ -268,6 +269,10 @@ def test_per_checkpoint_table_from_saved_runs_through_the_command(tmp_path):
     # steps 6..10: entropy 0.3 - 0.01 * 8 (their mean step), clip fraction 0.001 * 8
     assert lines[3] == "| grpo | 10 | 0.500 | 0.250 | 0.400 | 0.600 | 0.167 | 0.220 | 0.0080 |"
     assert len(lines) == 4
+    # the compact tables docs/benchmarks.md shows: the evaluation set's columns named with k
+    compact = (tmp_path / "results_compact.md").read_text().splitlines()
+    assert compact[0].startswith("| arm | seeds | greedy final | greedy AUC | mean@8 final | mean@8 AUC | pass@8 final")
+    assert compact[2].startswith("| grpo | 1 | 0.500 ± 0.000 | 0.450 ± 0.000 | 0.400 ± 0.000 |")
 
 
 def test_per_checkpoint_table_refuses_a_step_that_was_not_measured(tmp_path):
