@@ -392,9 +392,10 @@ COMPACT_COLUMNS = (("greedy final", "eval_greedy_final", 3), ("greedy AUC", "eva
                    ("3-column greedy final", "eval_greedy_final_d3", 3),
                    ("3-column pass@k final", "eval_pass_at_k_final_d3", 3),
                    ("verl val mean@k final", "mean_at_k_final", 3), ("entropy final", "entropy_final", 3),
-                   ("clip A>0", "clipfrac_pos", 4), ("clip A<0", "clipfrac_neg", 4), ("eff. eps (mean)", "eps_low", 3))
+                   ("clip A>0", "clipfrac_pos", 4), ("clip A<0", "clipfrac_neg", 4),
+                   ("eps_low eff.", "eps_low", 3), ("eps_high eff.", "eps_high", 3))
 """The columns docs/benchmarks.md shows (``results_compact.md``): the evaluation set's, verl's val mean@k, entropy,
-clipping and ETR's effective offset (``eps_low = eps_high`` in the sweep)."""
+clipping and the effective clip offsets (mean over responses and steps)."""
 
 
 def results_table(summaries: dict[str, list[dict]], columns: tuple = COLUMNS) -> str:
