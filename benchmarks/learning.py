@@ -686,6 +686,16 @@ def main(argv: list[str] | None = None) -> None:
     elif (out / "settings.json").exists() and Settings.load(out) != settings:
         parser.error(f"{out} holds runs made with {Settings.load(out)}; use another --out for {settings}")
     seed_list = [int(s) for s in seeds.split(",")]
+    checkpoint_steps = []
+    if args.checkpoints:  # checked before any training: a run's checkpoints are every test_freq steps and the last
+        saved = {0, settings.steps, *range(settings.test_freq, settings.steps + 1, settings.test_freq)}
+        try:
+            checkpoint_steps = [int(s) for s in args.checkpoints.split(",")]
+        except ValueError:
+            parser.error(f"--checkpoints {args.checkpoints!r}: expected comma-separated step numbers, e.g. 0,10,30")
+        if not set(checkpoint_steps) <= saved:
+            parser.error(f"--checkpoints {sorted(set(checkpoint_steps) - saved)}: no checkpoint is saved there; "
+                         f"the runs save steps {sorted(saved)} (0, every {settings.test_freq}, and {settings.steps})")
     if MATCHED_CONTROL in names.split(",") and MATCHED_CONTROL not in defined:
         try:
             matched = matched_range(out, seed_list, settings.steps)
@@ -722,11 +732,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[learning] all runs done in {time.time() - start:.0f} s")
     timing_seeds = [int(s) for s in args.timing_seeds.split(",")] if args.timing_seeds else None
     print(report(out, arms, seed_list, settings, args.docs, timing_seeds))
-    if args.checkpoints:
-        steps = [int(s) for s in args.checkpoints.split(",")]
+    if checkpoint_steps:
         for seed in seed_list:
             try:
-                table = checkpoint_table(out, arms, seed, steps, settings.val_samples)
+                table = checkpoint_table(out, arms, seed, checkpoint_steps, settings.val_samples)
             except ValueError as error:
                 parser.error(str(error))
             (out / f"checkpoints_seed{seed}.md").write_text(table + "\n")

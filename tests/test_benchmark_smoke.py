@@ -275,7 +275,7 @@ def test_per_checkpoint_and_compact_tables_from_saved_runs_through_the_command(t
     assert compact[2].startswith("| grpo | 1 | 0.500 ± 0.000 | 0.450 ± 0.000 | 0.400 ± 0.000 |")
 
 
-def test_per_checkpoint_table_refuses_a_step_that_was_not_measured(tmp_path):
+def test_per_checkpoint_table_refuses_a_step_without_a_checkpoint_before_anything_runs(tmp_path):
     from etr_testkit import user_env
 
     learning = _learning_module()
@@ -285,4 +285,10 @@ def test_per_checkpoint_table_refuses_a_step_that_was_not_measured(tmp_path):
                              "--seeds", "0", "--checkpoints", "0,7"], capture_output=True, text=True, timeout=120,
                             env=user_env())
     assert result.returncode == 2
-    assert "grpo: no evaluation-set checkpoint at step(s) [7]; measured: [0, 5, 10]" in result.stderr
+    assert ("--checkpoints [7]: no checkpoint is saved there; the runs save steps [0, 5, 10] (0, every 5, and 10)"
+            in result.stderr)
+    assert not (tmp_path / "results.md").exists()  # refused before the report
+    # a checkpoint the run should have saved but whose measure is missing is an error too, not a gap in the table
+    with pytest.raises(ValueError, match=r"grpo: no evaluation-set checkpoint at step\(s\) \[5\]; measured: \[0, 10\]"):
+        learning.checkpoint_rows("grpo", _rows([0.5, 0.6, 0.7]), {"0": _eval_point(0.5), "10": _eval_point(0.6)},
+                                 [0, 5, 10])
