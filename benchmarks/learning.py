@@ -641,6 +641,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=Settings.lr)
     parser.add_argument("--prompts-per-step", type=int, default=Settings.prompts_per_step,
                         help="prompts per training step (each answered group-size times)")
+    parser.add_argument("--group-size", type=int, default=Settings.group_size,
+                        help="responses per prompt (GRPO's group; smaller: coarser pass rates, more groups whose "
+                             "responses all score alike)")
     parser.add_argument("--updates-per-step", type=int, default=Settings.updates_per_step,
                         help="PPO mini-batches per step (more: updates further off-policy, clipping binds more)")
     parser.add_argument("--epochs", type=int, default=Settings.epochs,
@@ -657,6 +660,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="seeds whose step times are reported (default: all; leave out runs that shared the "
                              "machine with other work)")
     args = parser.parse_args(argv)
+    if args.group_size < 2:
+        parser.error(f"--group-size {args.group_size}: a group needs at least 2 responses for GRPO's baseline "
+                     "(its mean) to carry a signal; use 2 or more")
 
     defined = {name: Arm(name, name) for name in ALL_PRESETS}
     defined.update(BASELINES_THROUGH_ETR)
@@ -664,7 +670,8 @@ def main(argv: list[str] | None = None) -> None:
         defined.update({arm.name: arm for arm in map(parse_arm, args.arm)})
     except ValueError as error:
         parser.error(str(error))
-    settings = Settings(task=args.task, steps=args.steps, lr=args.lr, updates_per_step=args.updates_per_step,
+    settings = Settings(task=args.task, steps=args.steps, lr=args.lr, group_size=args.group_size,
+                        updates_per_step=args.updates_per_step,
                         epochs=args.epochs, prompts_per_step=args.prompts_per_step,
                         warm_steps=args.warm_steps, noise=args.noise, hard_share=args.hard_share)
     if args.task == "digits":  # the dated appendix's set-up: greedy validation in verl, 3-token answers

@@ -292,3 +292,36 @@ def test_per_checkpoint_table_refuses_a_step_without_a_checkpoint_before_anythin
     with pytest.raises(ValueError, match=r"grpo: no evaluation-set checkpoint at step\(s\) \[5\]; measured: \[0, 10\]"):
         learning.checkpoint_rows("grpo", _rows([0.5, 0.6, 0.7]), {"0": _eval_point(0.5), "10": _eval_point(0.6)},
                                  [0, 5, 10])
+
+
+def test_group_size_reaches_verls_rollout_and_a_group_of_one_is_refused(tmp_path, monkeypatch):
+    from etr_testkit import user_env
+
+    learning = _learning_module()
+    sent = []
+
+    def fake_trainer(overrides, *args, **kwargs):
+        sent.extend(overrides)
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(learning, "run_trainer", fake_trainer)
+    task = {"train": "/nonexistent/train.parquet", "val": "/nonexistent/val.parquet", "model": "/nonexistent/model"}
+    with pytest.raises(RuntimeError, match="stop before training"):
+        learning.run_arm(task, learning.Arm("grpo", "grpo"), 0, learning.Settings(group_size=4), tmp_path)
+    assert "actor_rollout_ref.rollout.n=4" in sent
+    assert "8 prompts x 4 responses" in learning.Settings(group_size=4).describe()
+
+    def fake_run_arm(task, arm, seed, settings, out):  # the command line's settings, as a run would get them
+        raise RuntimeError(f"group size {settings.group_size}")
+
+    monkeypatch.setattr(learning, "TASKS", {"carry": lambda task_dir, **kwargs: task})
+    monkeypatch.setattr(learning, "run_arm", fake_run_arm)
+    with pytest.raises(RuntimeError, match="group size 4"):
+        learning.main(["--group-size", "4", "--arms", "grpo", "--seeds", "0", "--out", str(tmp_path / "cli")])
+
+    result = subprocess.run([sys.executable, str(LEARNING), "--group-size", "1", "--arms", "grpo", "--seeds", "0",
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                            env=user_env())
+    assert result.returncode == 2
+    assert "--group-size 1: a group needs at least 2 responses" in result.stderr and "use 2 or more" in result.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything is built
