@@ -17,9 +17,9 @@ for binary rewards (the group's budget is proportional to its variance) — with
 ``alpha = 0.5``, ``beta = 1``, a factor floor of 1 and the single-level ablations) kept them: best final accuracy
 and smallest seed spread among the ETR variants; weak evidence, to revisit with the 7-8B recipes. Its successor,
 the carry miniature (``docs/benchmarks.md`` section 1, 3 seeds), found these defaults level with GRPO, DAPO, a
-static control with ETR's mean range, the micro-only and macro-only ablations and the budget-preserving and
-upper-only readings on every measure, in a regime where GRPO is healthy; its last four reading arms (linear, tanh,
-floor, additive) have not run yet, so nothing there has chosen between readings.
+static control with ETR's mean range, the micro-only and macro-only ablations and the budget-preserving,
+upper-only, linear and tanh readings on every measure, in a regime where GRPO is healthy; its last two reading arms
+(floor, additive) have not run yet, so nothing there has chosen between readings.
 """
 
 from __future__ import annotations
