@@ -614,9 +614,11 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
         step_time_table(timed),
     ])
     (out / "results.md").write_text(text + "\n")
-    compact = (results_table(summaries, COMPACT_COLUMNS) + "\n\n"
-               + paired_table(summaries, seeds, columns=COMPACT_PAIRED) + "\n")
-    (out / "results_compact.md").write_text(compact.replace("@k", f"@{settings.val_samples}"))
+    k = settings.val_samples  # headers name k; arm names are left alone
+    compact_columns = tuple((header.replace("@k", f"@{k}"), key, digits) for header, key, digits in COMPACT_COLUMNS)
+    compact_paired = tuple((header.replace("@k", f"@{k}"), key) for header, key in COMPACT_PAIRED)
+    (out / "results_compact.md").write_text(results_table(summaries, compact_columns) + "\n\n"
+                                            + paired_table(summaries, seeds, columns=compact_paired) + "\n")
     return text
 
 
