@@ -697,6 +697,9 @@ def main(argv: list[str] | None = None) -> None:
     seed_list = [int(s) for s in seeds.split(",")]
     checkpoint_steps = []
     if args.checkpoints:  # checked before any training: a run's checkpoints are every test_freq steps and the last
+        if not settings.eval_problems:
+            parser.error("--checkpoints reads the evaluation set of each checkpoint, which these runs do not measure "
+                         f"(task {settings.task}, eval_problems 0); leave --checkpoints out")
         saved = {0, settings.steps, *range(settings.test_freq, settings.steps + 1, settings.test_freq)}
         try:
             checkpoint_steps = [int(s) for s in args.checkpoints.split(",")]

@@ -288,6 +288,11 @@ def test_per_checkpoint_table_refuses_a_step_without_a_checkpoint_before_anythin
     assert ("--checkpoints [7]: no checkpoint is saved there; the runs save steps [0, 5, 10] (0, every 5, and 10)"
             in result.stderr)
     assert not (tmp_path / "results.md").exists()  # refused before the report
+    digits = subprocess.run([sys.executable, str(LEARNING), "--task", "digits", "--checkpoints", "0,5", "--arms", "grpo",
+                             "--seeds", "0", "--out", str(tmp_path / "digits")], capture_output=True, text=True,
+                            timeout=120, env=user_env())
+    assert digits.returncode == 2 and "which these runs do not measure (task digits" in digits.stderr
+    assert not (tmp_path / "digits").exists()  # refused before any training
     # a checkpoint the run should have saved but whose measure is missing is an error too, not a gap in the table
     with pytest.raises(ValueError, match=r"grpo: no evaluation-set checkpoint at step\(s\) \[5\]; measured: \[0, 10\]"):
         learning.checkpoint_rows("grpo", _rows([0.5, 0.6, 0.7]), {"0": _eval_point(0.5), "10": _eval_point(0.6)},
