@@ -487,6 +487,17 @@ def _curves(rows: list[dict], greedy: dict | None, eval_set: dict | None, key: s
     return {"": dict(zip(*series(rows, key)))}
 
 
+def arm_colors(n_arms: int) -> list:
+    """One colour per arm: ``None`` (matplotlib's default cycle, 10 colours) for up to 10 arms, else ``tab20``'s
+    20, repeated only past 20 arms."""
+    if n_arms <= 10:
+        return [None] * n_arms
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab20"].colors
+    return [palette[i % len(palette)] for i in range(n_arms)]
+
+
 def plot(runs: dict[str, list[list[dict]]], greedy: dict[str, list[dict | None]],
          eval_set: dict[str, list[dict | None]], out_dir: Path) -> list[Path]:
     """The PNGs of :data:`PLOTS` that have data (no eval-set ones for runs without the evaluation set): per
@@ -499,9 +510,8 @@ def plot(runs: dict[str, list[list[dict]]], greedy: dict[str, list[dict | None]]
     written = []
     for filename, (title, key) in PLOTS.items():
         fig, ax = plt.subplots(figsize=(7.2, 4.2))
-        for arm, seeds in runs.items():
+        for (arm, seeds), color in zip(runs.items(), arm_colors(len(runs))):
             per_seed = [_curves(rows, g, e, key) for rows, g, e in zip(seeds, greedy[arm], eval_set[arm])]
-            color = None
             for suffix in (per_seed[0] if per_seed else {}):
                 curves = [c.get(suffix, {}) for c in per_seed]
                 steps = sorted(set.intersection(*(set(c) for c in curves)))

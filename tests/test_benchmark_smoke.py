@@ -80,6 +80,13 @@ def test_learning_tables_report_mean_and_spread_over_seeds():
     assert "| etr | 3.30 ± 0.00 | 1.100 |" in learning.step_time_table(summaries)
 
 
+def test_a_sweep_of_more_than_ten_arms_plots_every_arm_in_its_own_colour():
+    learning = _learning_module()
+    assert learning.arm_colors(10) == [None] * 10  # matplotlib's own cycle: the committed plots keep their colours
+    twelve = learning.arm_colors(12)
+    assert len(twelve) == 12 and None not in twelve and len(set(twelve)) == 12
+
+
 def test_learning_arm_definitions_are_checked():
     import pytest
 

@@ -17,9 +17,10 @@ for binary rewards (the group's budget is proportional to its variance) — with
 ``alpha = 0.5``, ``beta = 1``, a factor floor of 1 and the single-level ablations) kept them: best final accuracy
 and smallest seed spread among the ETR variants; weak evidence, to revisit with the 7-8B recipes. Its successor,
 the carry miniature (``docs/benchmarks.md`` section 1, 3 seeds), found these defaults level with GRPO, DAPO, a
-static control with ETR's mean range, the micro-only and macro-only ablations and the budget-preserving,
-upper-only, linear and tanh readings on every measure, in a regime where GRPO is healthy; its last two reading arms
-(floor, additive) have not run yet, so nothing there has chosen between readings.
+static control with ETR's mean range, the micro-only and macro-only ablations and every other reading (budget-
+preserving, upper-only, linear, tanh, floor, additive) on every measure, in a regime where GRPO is healthy. Nothing
+there chooses between readings, so the defaults are kept by reading (the spec's variance-proportional one), not
+because they measured better; a regime where GRPO's pass@k narrows could change that.
 """
 
 from __future__ import annotations
