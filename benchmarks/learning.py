@@ -573,11 +573,17 @@ def checkpoint_rows(arm: str, rows: list[dict], eval_set: dict[str, dict[str, fl
     return lines
 
 
+def named_k(header: str, k: int) -> str:
+    """A column header with the evaluation's ``k`` written in (``pass@k`` -> ``pass@8``); headers only, so an arm
+    name that contains ``@k`` is left alone."""
+    return header.replace("@k", f"@{k}")
+
+
 def checkpoint_table(out: Path, arms: list[Arm], seed: int, steps: list[int], samples: int,
                      window: int = 5) -> str:
     """The per-checkpoint table of one seed, every arm (see :func:`checkpoint_rows`), from the committed
     ``runs/<arm>/seed<n>.eval.json`` and ``seed<n>.jsonl``; ``samples`` is the evaluation set's ``k``."""
-    header = ["arm", "step", *(name.replace("@k", f"@{samples}") for name, _, _ in CHECKPOINT_COLUMNS),
+    header = ["arm", "step", *(named_k(name, samples) for name, _, _ in CHECKPOINT_COLUMNS),
               f"entropy (mean of the {window} steps to here)", "clip fraction (same)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm in arms:
@@ -624,9 +630,9 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
         step_time_table(timed),
     ])
     (out / "results.md").write_text(text + "\n")
-    k = settings.val_samples  # headers name k; arm names are left alone
-    compact_columns = tuple((header.replace("@k", f"@{k}"), key, digits) for header, key, digits in COMPACT_COLUMNS)
-    compact_paired = tuple((header.replace("@k", f"@{k}"), key) for header, key in COMPACT_PAIRED)
+    k = settings.val_samples
+    compact_columns = tuple((named_k(header, k), key, digits) for header, key, digits in COMPACT_COLUMNS)
+    compact_paired = tuple((named_k(header, k), key) for header, key in COMPACT_PAIRED)
     (out / "results_compact.md").write_text(results_table(summaries, compact_columns) + "\n\n"
                                             + paired_table(summaries, seeds, columns=compact_paired) + "\n")
     return text
