@@ -22,7 +22,9 @@ high on one-digit sums and low on three-digit sums with carries (:func:`greedy_a
 from __future__ import annotations
 
 import json
+import math
 import random
+import re
 from pathlib import Path
 
 import torch
@@ -174,19 +176,70 @@ two-column and 1 % of three-column sums (the warm start's demonstrations cover s
 
 
 def eval_set_accuracy(model_dir: str | Path, greedy_problems: int = 1024, sampled_problems: int = 512,
-                     samples: int = 8) -> dict[str, float]:
+                     samples: int = 8, large_k: int = 0) -> dict[str, float]:
     """A saved model's accuracy on a fixed evaluation set, larger than verl's validation set (its 64 prompts give
     greedy accuracy a standard error of about 0.06; 1024 give about 0.015).
 
     Greedy accuracy on ``greedy_problems`` problems (``"all"``, and ``"1"``-``"3"`` per number of columns), and
     ``mean@k`` / ``pass@k`` at temperature 1 (``k = samples``, overall and on 3-column sums) on the first
-    ``sampled_problems`` of them, with a fixed sampling seed: the same weights give the same numbers."""
+    ``sampled_problems`` of them, with a fixed sampling seed: the same weights give the same numbers. With
+    ``large_k``, also :func:`large_k_accuracy` on the 3-column sums of those ``sampled_problems``."""
     pairs = problems(EVAL_SEED, greedy_problems)
     model, tokenizer = load_saved(model_dir)
     result = accuracy_by_digits(model, tokenizer, pairs)
     if sampled_problems:
         result.update(sampled_accuracy(model, tokenizer, pairs[:sampled_problems], samples=samples))
+    if large_k:
+        hard = [pair for pair in pairs[:sampled_problems] if difficulty(*pair) == MAX_DIGITS]
+        result.update(large_k_accuracy(model, tokenizer, hard, large_k))
     return result
+
+
+def pass_at(n: int, correct: int, j: int) -> float:
+    """The unbiased estimate of pass@j from ``n >= j`` samples of which ``correct`` pass (Chen et al. 2021,
+    "Evaluating Large Language Models Trained on Code", eq. 1): the chance that ``j`` samples drawn without
+    replacement from the ``n`` include a passing one, ``1 - C(n - correct, j) / C(n, j)``."""
+    if not 1 <= j <= n or not 0 <= correct <= n:
+        raise ValueError(f"pass@{j} from {correct} correct of {n} samples: need 1 <= j <= n and 0 <= correct <= n")
+    return 1.0 - math.comb(n - correct, j) / math.comb(n, j)
+
+
+def large_k_points(n: int) -> list[int]:
+    """The ``j`` of :func:`large_k_accuracy`: powers of two up to ``n``, and ``n``."""
+    return sorted({2**i for i in range(n.bit_length()) if 2**i <= n} | {n})
+
+
+def large_k_key(j: int, n: int) -> str:
+    """The evaluation JSON's key of pass@j estimated from ``n`` samples per problem."""
+    return f"3-column pass@{j} of {n}"
+
+
+def parse_large_k_key(key: str) -> tuple[int, int] | None:
+    """``(j, n)`` of a :func:`large_k_key`; ``None`` for any other key."""
+    match = re.fullmatch(r"3-column pass@(\d+) of (\d+)", key)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+LARGE_K_CHUNK = 64  # problems per generate call of large_k_accuracy
+
+
+def large_k_accuracy(model, tokenizer, pairs: list[tuple[int, int]], samples: int) -> dict[str, float]:
+    """Breadth where it can narrow: ``samples`` responses per problem at temperature 1 (a fixed seed, another than
+    :func:`sampled_accuracy`'s), and from the same responses the unbiased pass@j (:func:`pass_at`) for every ``j``
+    of :func:`large_k_points`, averaged over ``pairs`` (the evaluation set's 3-column sums). At ``j = 8`` an improving
+    policy's pass@j rises with its accuracy; a policy that narrows its sampling (the claim ETR is about) loses
+    pass@j at large ``j`` first. Keys: :func:`large_k_key`."""
+    if samples < 2:
+        raise ValueError(f"large_k={samples}: pass@j at large j needs at least 2 samples per problem (e.g. 64)")
+    if not pairs:
+        raise ValueError("large_k: no 3-column sums to sample; measure more problems (sampled_problems)")
+    correct = []
+    for start in range(0, len(pairs), LARGE_K_CHUNK):  # bounded memory: the KV cache of a chunk's samples only
+        chunk = pairs[start:start + LARGE_K_CHUNK]
+        responses = generate(model, tokenizer, chunk, greedy=False, samples=samples, seed=1 + start)
+        correct += [sum(int(score(r, a, b)) for r in rs) for rs, (a, b) in zip(responses, chunk)]
+    return {large_k_key(j, samples): sum(pass_at(samples, c, j) for c in correct) / len(correct)
+            for j in large_k_points(samples)}
 
 
 def write_parquet(path: Path, split: str, seed: int, n: int) -> None:

@@ -8,7 +8,8 @@ over seeds (mean and spread, and each arm's per-seed difference from GRPO) into 
 
 Tasks (``--task``): ``carry`` (default; :mod:`carry_task`: 1-3 digit sums worked column by column, mixed
 difficulty; checkpoints saved every ``test_freq`` steps are measured by the evaluation set, greedy on 1024
-problems and mean@k / pass@k at temperature 1 on 512, and by greedy accuracy on verl's 64 validation prompts;
+problems and mean@k / pass@k at temperature 1 on 512 (with ``--eval-large-k N``, also pass@1..N from N samples
+per problem on their 3-column sums), and by greedy accuracy on verl's 64 validation prompts;
 verl's own validation at temperature 1, k samples per prompt, runs before training and at the last step) and
 ``digits`` (the demo's single-digit sums; the dated appendix of
 docs/benchmarks.md).
@@ -190,6 +191,9 @@ class Settings:
     # problems, mean@k / pass@k on the first eval_sampled of them (0: none, the runs before 2026-11-30 13:00)
     eval_problems: int = 1024
     eval_sampled: int = 512
+    # breadth where it can narrow: this many samples per problem on the 3-column sums of the eval_sampled problems,
+    # and the unbiased pass@j from them for j = 1, 2, 4, ..., eval_large_k (carry_task.large_k_accuracy; 0: none)
+    eval_large_k: int = 0
     # verl's own validation (val_samples per prompt on its 64 prompts) at every checkpoint, or (False) before
     # training and at the last step only: the evaluation set, 16x larger and 30x cheaper, covers the checkpoints
     verl_val_each_checkpoint: bool = False
@@ -204,6 +208,7 @@ class Settings:
         saved.setdefault("actor_compute", "bf16")  # and verl's default bf16 FSDP compute
         saved.setdefault("eval_problems", 0)  # and no evaluation set: verl's validation at every checkpoint
         saved.setdefault("eval_sampled", 0)
+        saved.setdefault("eval_large_k", 0)  # and no large-k measure (the runs before 2026-12-01)
         saved.setdefault("verl_val_each_checkpoint", True)
         return cls(**saved)
 
@@ -213,6 +218,9 @@ class Settings:
         if self.eval_problems:
             validation += (f"; evaluation set on the checkpoints: greedy on {self.eval_problems} problems, "
                            f"mean@{self.val_samples} and pass@{self.val_samples} on {self.eval_sampled}")
+            if self.eval_large_k:
+                validation += (f", pass@1..{self.eval_large_k} from {self.eval_large_k} samples on their 3-column "
+                               "sums")
         task = self.task if self.task != "carry" else (
             f"carry (warm start {self.warm_steps} steps, noise {self.noise:g}, 3-column share "
             f"{'the task mix' if self.hard_share is None else f'{self.hard_share:g}'})")
@@ -273,7 +281,7 @@ def evaluate_checkpoints(checkpoints: Path, task: dict, settings: Settings) -> t
 
     def measure(model_dir) -> dict[str, float]:
         return carry_task.eval_set_accuracy(model_dir, settings.eval_problems, settings.eval_sampled,
-                                           samples=settings.val_samples)
+                                           samples=settings.val_samples, large_k=settings.eval_large_k)
 
     greedy = {"0": json.loads((Path(task["model"]).parent / "task.json").read_text())["greedy_accuracy"]}
     evaluated = {"0": measure(task["model"])} if settings.eval_problems else {}
@@ -314,6 +322,29 @@ def greedy_curve(greedy: dict[str, dict[str, float]], which: str = "all") -> tup
 
 EVAL_CURVES = {"eval_greedy": "all", "eval_mean_at_k": "mean@k", "eval_pass_at_k": "pass@k"}
 """Summary names of the eval-set curves -> their key in a checkpoint's :func:`carry_task.eval_set_accuracy`."""
+def large_k_keys(eval_set: dict[str, dict[str, float]]) -> list[tuple[int, str]]:
+    """``[(j, key)]`` of the large-k measure (:func:`carry_task.large_k_accuracy`) in a run's evaluation set, by
+    ``j``; empty for runs without it."""
+    keys = {key for point in eval_set.values() for key in point}
+    return sorted((parsed[0], key) for key in keys if (parsed := carry_task.parse_large_k_key(key)))
+
+
+def large_k_summary_name(j: int) -> str:
+    return f"eval_d3_pass_at_{j}"
+
+
+def large_k_columns(n: int, points: tuple[int, ...] = (1, 8)) -> tuple:
+    """Summary-table columns ``(header, key, digits)`` of the large-k measure with ``n`` samples per problem:
+    pass@j final and area under the curve for each ``j`` of ``points`` up to ``n``, and for ``n``; none when ``n``
+    is 0 (the runs without it)."""
+    columns = []
+    for j in sorted({j for j in (*points, n) if 0 < j <= n}):
+        name = large_k_summary_name(j)
+        columns += [(f"3-column pass@{j} of {n} final", f"{name}_final", 3),
+                    (f"3-column pass@{j} of {n} AUC", f"{name}_auc", 3)]
+    return tuple(columns)
+
+
 EVAL_FINALS = {"eval_greedy_final_d1": "1", "eval_greedy_final_d2": "2", "eval_greedy_final_d3": "3",
                "eval_mean_at_k_final_d3": "3-column mean@k", "eval_pass_at_k_final_d3": "3-column pass@k"}
 
@@ -336,6 +367,7 @@ def run_summary(rows: list[dict], greedy: dict[str, dict[str, float]] | None = N
         curves["pass_at_k"] = series(rows, keys["pass@k"])
     if eval_set:
         curves.update({name: greedy_curve(eval_set, key) for name, key in EVAL_CURVES.items()})
+        curves.update({large_k_summary_name(j): greedy_curve(eval_set, key) for j, key in large_k_keys(eval_set)})
     summary = {}
     for name, (steps, values) in curves.items():
         if len(steps) < 2:
@@ -507,8 +539,13 @@ def plot(runs: dict[str, list[list[dict]]], greedy: dict[str, list[dict | None]]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plots = dict(PLOTS)
+    large_k = sorted({key for sets in eval_set.values() for e in sets if e for _, key in large_k_keys(e)},
+                     key=carry_task.parse_large_k_key)
+    if large_k:  # pass@n over training, n the largest j measured
+        plots["learning_eval_large_k.png"] = (f"eval-set {large_k[-1]} samples at temperature 1", f"eval:{large_k[-1]}")
     written = []
-    for filename, (title, key) in PLOTS.items():
+    for filename, (title, key) in plots.items():
         fig, ax = plt.subplots(figsize=(7.2, 4.2))
         for (arm, seeds), color in zip(runs.items(), arm_colors(len(runs))):
             per_seed = [_curves(rows, g, e, key) for rows, g, e in zip(seeds, greedy[arm], eval_set[arm])]
@@ -538,7 +575,47 @@ def plot(runs: dict[str, list[list[dict]]], greedy: dict[str, list[dict | None]]
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
+    if large_k:
+        written.append(plot_pass_at_j(eval_set, out_dir / "learning_eval_pass_at_j.png"))
     return written
+
+
+def plot_pass_at_j(eval_set: dict[str, list[dict | None]], path: Path) -> Path:
+    """The narrowing picture: the large-k measure's pass@j against j (log scale) for the warm start (step 0) and
+    for each arm's last checkpoint (mean over seeds, min-max band). A policy that sharpens without narrowing lies
+    above the warm start at every j; one that narrows crosses below it at large j."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    warm_drawn = False
+    for (arm, sets), color in zip(eval_set.items(), arm_colors(len(eval_set))):
+        sets = [e for e in sets if e and large_k_keys(e)]
+        if not sets:
+            continue
+        keys = large_k_keys(sets[0])
+        js = [j for j, _ in keys]
+        if not warm_drawn:
+            ax.plot(js, [sets[0]["0"][key] for _, key in keys], "k--", marker="o", markersize=3,
+                    label="warm start (step 0)")
+            warm_drawn = True
+        finals = [e[str(max(map(int, e)))] for e in sets]
+        values = [[final[key] for final in finals] for _, key in keys]
+        line, = ax.plot(js, [statistics.fmean(v) for v in values], "-", color=color, marker="o", markersize=3,
+                        label=f"{arm} (step {max(map(int, sets[0]))})")
+        ax.fill_between(js, [min(v) for v in values], [max(v) for v in values], color=line.get_color(), alpha=0.10)
+    ax.set_xscale("log", base=2)
+    ax.set_title("eval-set 3-column sums: unbiased pass@j at temperature 1, warm start and last checkpoint",
+                 fontsize=10)
+    ax.set_xlabel("j (samples)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def read_checkpoint_measure(out: Path, arm: str, seed: int, measure: str) -> dict | None:
@@ -553,7 +630,7 @@ CHECKPOINT_COLUMNS = (("greedy", "all", 3), ("3-column greedy", "3", 3), ("mean@
 
 
 def checkpoint_rows(arm: str, rows: list[dict], eval_set: dict[str, dict[str, float]], steps: list[int],
-                    window: int = 5) -> list[str]:
+                    window: int = 5, columns: tuple = CHECKPOINT_COLUMNS) -> list[str]:
     """One markdown row per checkpoint step of one run: the evaluation set's accuracies at that step, and verl's
     ``actor/entropy`` and ``actor/pg_clipfrac`` averaged over the ``window`` training steps up to it (``s - window
     + 1 .. s``; step 0, before training, has none). A step without a measured checkpoint is an error, not a gap."""
@@ -564,7 +641,7 @@ def checkpoint_rows(arm: str, rows: list[dict], eval_set: dict[str, dict[str, fl
     lines = []
     for step in steps:
         accuracy = eval_set[str(step)]
-        cells = [f"{accuracy[key]:.{digits}f}" if key in accuracy else "–" for _, key, digits in CHECKPOINT_COLUMNS]
+        cells = [f"{accuracy[key]:.{digits}f}" if key in accuracy else "–" for _, key, digits in columns]
         recent = [r for r in rows if step - window < r["step"] <= step]
         for key, digits in (("actor/entropy", 3), ("actor/pg_clipfrac", 4)):
             values = [float(r[key]) for r in recent if key in r]
@@ -580,10 +657,14 @@ def named_k(header: str, k: int) -> str:
 
 
 def checkpoint_table(out: Path, arms: list[Arm], seed: int, steps: list[int], samples: int,
-                     window: int = 5) -> str:
+                     window: int = 5, large_k: int = 0) -> str:
     """The per-checkpoint table of one seed, every arm (see :func:`checkpoint_rows`), from the committed
-    ``runs/<arm>/seed<n>.eval.json`` and ``seed<n>.jsonl``; ``samples`` is the evaluation set's ``k``."""
-    header = ["arm", "step", *(named_k(name, samples) for name, _, _ in CHECKPOINT_COLUMNS),
+    ``runs/<arm>/seed<n>.eval.json`` and ``seed<n>.jsonl``; ``samples`` is the evaluation set's ``k``, ``large_k``
+    its large-k measure's sample count (0: none; else columns pass@1 and pass@large_k of it)."""
+    columns = tuple((named_k(name, samples), key, digits) for name, key, digits in CHECKPOINT_COLUMNS)
+    if large_k:
+        columns += tuple((key, key, 3) for key in (carry_task.large_k_key(j, large_k) for j in sorted({1, large_k})))
+    header = ["arm", "step", *(name for name, _, _ in columns),
               f"entropy (mean of the {window} steps to here)", "clip fraction (same)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm in arms:
@@ -591,7 +672,7 @@ def checkpoint_table(out: Path, arms: list[Arm], seed: int, steps: list[int], sa
         if eval_set is None:
             raise ValueError(f"{arm.name} seed {seed}: no evaluation set in {out / 'runs' / arm.name}")
         lines += checkpoint_rows(arm.name, read_metrics(out / "runs" / arm.name / f"seed{seed}.jsonl"), eval_set,
-                                 steps, window)
+                                 steps, window, columns)
     return "\n".join(lines)
 
 
@@ -603,6 +684,7 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
     summaries = {name: [run_summary(rows, g, e) for rows, g, e in zip(seed_rows, greedy[name], eval_set[name])]
                  for name, seed_rows in runs.items()}
     timing_seeds = timing_seeds or seeds
+    n = settings.eval_large_k
     timed = {name: [summary for seed, summary in zip(seeds, runs) if seed in timing_seeds]
              for name, runs in summaries.items()}
     (out / "summaries.json").write_text(json.dumps(summaries, indent=1))
@@ -614,7 +696,7 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
         f"Setup: {settings.describe()}; seeds {seeds}.",
         f"Arms with overrides: {overrides}." if overrides else "",
         "",
-        results_table(summaries),
+        results_table(summaries, COLUMNS + large_k_columns(n)),
         "",
         "Columns: `eval-set`, the evaluation set of the checkpoints (carry task: `carry_task.eval_set_accuracy`); "
         "`val`, verl's validation prompts (greedy: on the checkpoints, or verl's greedy validation; mean@k and "
@@ -622,7 +704,7 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
         "",
         "Paired by seed (same data order and sampling seed), each arm minus GRPO:",
         "",
-        paired_table(summaries, seeds),
+        paired_table(summaries, seeds, columns=PAIRED + tuple(c[:2] for c in large_k_columns(n))),
         "",
         "Step time (verl's `timing_s/step` and `timing_s/update_actor`, mean over steps 2..N and over seeds "
         f"{timing_seeds}):",
@@ -631,8 +713,9 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
     ])
     (out / "results.md").write_text(text + "\n")
     k = settings.val_samples
-    compact_columns = tuple((named_k(header, k), key, digits) for header, key, digits in COMPACT_COLUMNS)
-    compact_paired = tuple((named_k(header, k), key) for header, key in COMPACT_PAIRED)
+    large_k = large_k_columns(n, points=(1,))  # pass@1 and pass@n of the large-k measure, when the runs have it
+    compact_columns = tuple((named_k(header, k), key, digits) for header, key, digits in COMPACT_COLUMNS) + large_k
+    compact_paired = tuple((named_k(header, k), key) for header, key in COMPACT_PAIRED) + tuple(c[:2] for c in large_k)
     (out / "results_compact.md").write_text(results_table(summaries, compact_columns) + "\n\n"
                                             + paired_table(summaries, seeds, columns=compact_paired) + "\n")
     return text
@@ -666,9 +749,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="PPO mini-batches per step (more: updates further off-policy, clipping binds more)")
     parser.add_argument("--epochs", type=int, default=Settings.epochs,
                         help="PPO epochs over each step's rollouts (verl's actor.ppo_epochs)")
+    parser.add_argument("--eval-large-k", type=int, default=Settings.eval_large_k, metavar="N",
+                        help="carry task: also sample N responses per problem on the evaluation set's 3-column sums "
+                             "(about 300 problems) at every checkpoint, and report the unbiased pass@j for j = 1, 2, "
+                             "4, ..., N from them (e.g. 64: about 30 s per checkpoint; 0: none)")
     parser.add_argument("--quick", action="store_true",
                         help="CI smoke: etr, seed 0, 2 steps, validation each step (carry: a 100-step warm start, "
-                             "2 samples per validation prompt)")
+                             "2 samples per validation prompt, the large-k measure with 4 samples unless "
+                             "--eval-large-k says otherwise)")
     parser.add_argument("--report-only", action="store_true", help="aggregate existing runs, train nothing")
     parser.add_argument("--checkpoints", default=None, metavar="STEPS",
                         help="also print, per seed, a row per arm at each of these checkpoint steps (e.g. "
@@ -678,6 +766,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="seeds whose step times are reported (default: all; leave out runs that shared the "
                              "machine with other work)")
     args = parser.parse_args(argv)
+    if args.eval_large_k == 1 or args.eval_large_k < 0:
+        parser.error(f"--eval-large-k {args.eval_large_k}: pass@j at large j needs 2 or more samples per problem "
+                     "(e.g. 64), or 0 for none")
+    if args.eval_large_k and args.task != "carry":
+        parser.error(f"--eval-large-k is a measure of the carry task's evaluation set; task {args.task} has none")
     if args.group_size < 2:
         parser.error(f"--group-size {args.group_size}: a group needs at least 2 responses for GRPO's baseline "
                      "(its mean) to carry a signal; use 2 or more")
@@ -691,7 +784,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(task=args.task, steps=args.steps, lr=args.lr, group_size=args.group_size,
                         updates_per_step=args.updates_per_step,
                         epochs=args.epochs, prompts_per_step=args.prompts_per_step,
-                        warm_steps=args.warm_steps, noise=args.noise, hard_share=args.hard_share)
+                        warm_steps=args.warm_steps, noise=args.noise, hard_share=args.hard_share,
+                        eval_large_k=args.eval_large_k)
     if args.task == "digits":  # the dated appendix's set-up: greedy validation in verl, 3-token answers
         settings.prompts_per_step, settings.steps, settings.val_samples, settings.max_response_length = 8, 30, 0, 10
         settings.steps = args.steps if args.steps != Settings.steps else 30
@@ -705,6 +799,7 @@ def main(argv: list[str] | None = None) -> None:
         if settings.task == "carry":
             settings.warm_steps, settings.val_samples = 100, 2
             settings.eval_problems, settings.eval_sampled = 64, 16
+            settings.eval_large_k = args.eval_large_k or 4
     out = args.out.resolve()
     if args.report_only:
         settings = Settings.load(out)  # the settings the runs were made with
@@ -763,7 +858,8 @@ def main(argv: list[str] | None = None) -> None:
     if checkpoint_steps:
         for seed in seed_list:
             try:
-                table = checkpoint_table(out, arms, seed, checkpoint_steps, settings.val_samples)
+                table = checkpoint_table(out, arms, seed, checkpoint_steps, settings.val_samples,
+                                         large_k=settings.eval_large_k)
             except ValueError as error:
                 parser.error(str(error))
             (out / f"checkpoints_seed{seed}.md").write_text(table + "\n")

@@ -128,6 +128,7 @@ def test_learning_settings_saved_before_the_epochs_option_load_as_one_epoch(tmp_
     loaded = learning.Settings.load(tmp_path)
     assert (loaded.eval_problems, loaded.verl_val_each_checkpoint) == (0, True)
     assert "evaluation set" not in loaded.describe() and "verl's validation at each" in loaded.describe()
+    assert loaded.eval_large_k == 0  # saved before the large-k measure: none
 
 
 def _etr_rows(factor_means, zero_variance_shares, steps=3):
@@ -280,6 +281,51 @@ def test_per_checkpoint_and_compact_tables_from_saved_runs_through_the_command(t
     compact = (tmp_path / "results_compact.md").read_text().splitlines()
     assert compact[0].startswith("| arm | seeds | greedy final | greedy AUC | mean@8 final | mean@8 AUC | pass@8 final")
     assert compact[2].startswith("| grpo | 1 | 0.500 ± 0.000 | 0.450 ± 0.000 | 0.400 ± 0.000 |")
+
+
+def test_large_k_columns_tables_and_plots_through_the_command(tmp_path):
+    """A sweep measured with `--eval-large-k 4`: pass@1 and pass@4 of 4 samples in the per-checkpoint and compact
+    tables, pass@j for every measured j in the full table, and the pass@j-against-j plot."""
+    from etr_testkit import load_script, user_env
+
+    carry = load_script(SCRIPT.parent / "carry_task.py", "carry_task")
+    learning = _learning_module()
+    learning.Settings(steps=10, test_freq=5, eval_large_k=4).save(tmp_path)
+    for arm, gain in (("grpo", 0.0), ("etr", 0.05)):
+        _write_run(tmp_path, arm, _rows([0.5, 0.6, 0.7]),
+                   {str(s): dict(_eval_point(0.4), **{carry.large_k_key(j, 4): 0.2 * j + gain * s / 10
+                                                      for j in (1, 2, 4)})
+                    for s in (0, 5, 10)})
+    result = subprocess.run([sys.executable, str(LEARNING), "--report-only", "--out", str(tmp_path), "--arms",
+                             "grpo,etr", "--seeds", "0", "--checkpoints", "0,10"], capture_output=True, text=True,
+                            timeout=120, env=user_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = (tmp_path / "checkpoints_seed0.md").read_text().strip().splitlines()
+    assert table[0].endswith("| 3-column pass@8 | 3-column pass@1 of 4 | 3-column pass@4 of 4 | entropy (mean of the "
+                             "5 steps to here) | clip fraction (same) |")
+    assert table[-1].startswith("| etr | 10 | 0.400 | 0.200 | 0.300 | 0.500 | 0.133 | 0.250 | 0.850 |")
+    compact = (tmp_path / "results_compact.md").read_text()
+    assert "| 3-column pass@1 of 4 final | 3-column pass@1 of 4 AUC | 3-column pass@4 of 4 final |" in compact
+    assert "0.050 ± 0.000 (1/1 ahead)" in compact  # etr - grpo on pass@4 of 4 final
+    full = (tmp_path / "results.md").read_text()
+    assert "pass@1..4 from 4 samples on their 3-column sums" in full
+    assert "| 3-column pass@4 of 4 final | 3-column pass@4 of 4 AUC |" in full
+    for png in ("learning_eval_pass_at_j.png", "learning_eval_large_k.png"):
+        assert (tmp_path / png).stat().st_size > 1000, png
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--eval-large-k", "1"], "--eval-large-k 1: pass@j at large j needs 2 or more samples per problem"),
+    (["--eval-large-k", "-3"], "--eval-large-k -3: pass@j at large j needs 2 or more samples per problem"),
+    (["--eval-large-k", "8", "--task", "digits"], "--eval-large-k is a measure of the carry task's evaluation set"),
+])
+def test_a_bad_large_k_is_refused_before_anything_is_built(tmp_path, argv, message):
+    from etr_testkit import user_env
+
+    result = subprocess.run([sys.executable, str(LEARNING), *argv, "--arms", "grpo", "--seeds", "0", "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=120, env=user_env())
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_per_checkpoint_table_refuses_a_step_without_a_checkpoint_before_anything_runs(tmp_path):

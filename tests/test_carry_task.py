@@ -110,6 +110,60 @@ def test_evaluation_set_is_reproducible_and_mostly_fresh_where_it_matters():
     assert len(hard) > 500 and sum(pair in seen for pair in hard) / len(hard) < 0.02
 
 
+def test_unbiased_pass_at_j_against_counting_every_draw():
+    """pass@j from n samples is the share of the C(n, j) ways to draw j of them that include a passing one."""
+    from itertools import combinations
+
+    for n, correct in ((4, 0), (4, 1), (5, 2), (6, 6), (8, 3)):
+        samples = [1] * correct + [0] * (n - correct)
+        for j in range(1, n + 1):
+            draws = list(combinations(samples, j))
+            assert carry.pass_at(n, correct, j) == pytest.approx(sum(map(max, draws)) / len(draws))
+    assert carry.pass_at(64, 3, 1) == pytest.approx(3 / 64)  # pass@1 is the mean accuracy
+    for bad in ((4, 1, 5), (4, 5, 1), (4, 1, 0)):
+        with pytest.raises(ValueError, match="need 1 <= j <= n"):
+            carry.pass_at(*bad)
+    assert carry.large_k_points(64) == [1, 2, 4, 8, 16, 32, 64] and carry.large_k_points(6) == [1, 2, 4, 6]
+    assert carry.parse_large_k_key(carry.large_k_key(8, 64)) == (8, 64)
+    assert carry.parse_large_k_key("3-column pass@k") is None
+
+
+def test_large_k_measure_of_the_committed_warm_start():
+    """The large-k measure on the evaluation set's 3-column sums: reproducible, rising in j from pass@1 (the mean
+    accuracy of the samples) to pass@n, and refused with fewer than 2 samples or no 3-column sum."""
+    task = ROOT / "docs" / "learning_carry" / "task_h15"
+    result = carry.eval_set_accuracy(task / "model", greedy_problems=48, sampled_problems=48, samples=2, large_k=8)
+    large = {carry.parse_large_k_key(key): value for key, value in result.items() if carry.parse_large_k_key(key)}
+    assert sorted(large) == [(1, 8), (2, 8), (4, 8), (8, 8)]
+    values = [large[(j, 8)] for j in (1, 2, 4, 8)]
+    assert values == sorted(values) and values[0] < values[-1] and 0.0 < values[-1] <= 1.0
+    model, tokenizer = carry.load_saved(task / "model")
+    hard = [pair for pair in carry.problems(carry.EVAL_SEED, 48) if carry.difficulty(*pair) == 3]
+    assert carry.large_k_accuracy(model, tokenizer, hard, 8) == {key: result[key] for key in result
+                                                                 if carry.parse_large_k_key(key)}
+    with pytest.raises(ValueError, match="large_k=1: .* at least 2 samples"):
+        carry.large_k_accuracy(model, tokenizer, hard, 1)
+    with pytest.raises(ValueError, match="no 3-column sums"):
+        carry.large_k_accuracy(model, tokenizer, [], 8)
+
+
+def test_large_k_curves_and_columns_in_the_summaries():
+    learning = load_script(ROOT / "benchmarks" / "learning.py", "learning_benchmark")
+    rows = _rows([0.2, 0, 0, 0, 0.5], [0.9, 0.8, 0.7, 0.6, 0.5], [0.01] * 5)
+    point = {"all": 0.5, "3": 0.2, "mean@k": 0.4, "pass@k": 0.6, "3-column pass@k": 0.3}
+    eval_set = {str(step): dict(point, **{carry.large_k_key(j, 4): base + 0.1 * j for j in (1, 2, 4)})
+                for step, base in (("0", 0.1), ("2", 0.2), ("4", 0.0))}
+    summary = learning.run_summary(rows, None, eval_set)
+    assert (summary["eval_d3_pass_at_4_first"], summary["eval_d3_pass_at_4_final"]) == (0.5, pytest.approx(0.4))
+    assert summary["eval_d3_pass_at_1_auc"] == pytest.approx((0.25 * 2 + 0.2 * 2) / 4)
+    assert [c[0] for c in learning.large_k_columns(4)] == ["3-column pass@1 of 4 final", "3-column pass@1 of 4 AUC",
+                                                           "3-column pass@4 of 4 final", "3-column pass@4 of 4 AUC"]
+    assert [c[1] for c in learning.large_k_columns(64)][2:4] == ["eval_d3_pass_at_8_final", "eval_d3_pass_at_8_auc"]
+    assert learning.large_k_columns(0) == ()
+    assert learning.run_summary(rows, None, {s: point for s in ("0", "4")}).keys().isdisjoint(
+        {"eval_d3_pass_at_1_final"})  # runs without the measure have no such curve
+
+
 def test_the_warm_start_mix_of_hard_sums():
     """hard_share=None keeps the task's own mix (so the recorded pilots reproduce); a number sets the share of
     3-column sums among the demonstrations."""

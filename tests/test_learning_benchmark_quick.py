@@ -1,5 +1,6 @@
 """benchmarks/learning.py --quick: the whole pipeline (the carry miniature built, one ETR run of verl's real trainer,
-greedy accuracy and the evaluation set on its saved checkpoints, aggregation, plots)."""
+greedy accuracy and the evaluation set, its large-k measure included, on its saved checkpoints, aggregation,
+plots)."""
 
 import json
 import subprocess
@@ -29,7 +30,10 @@ def test_learning_benchmark_quick_mode(tmp_path):
     eval_set = json.loads((tmp_path / "runs" / "etr" / "seed0.eval.json").read_text())
     assert sorted(eval_set, key=int) == ["0", "1", "2"]
     assert all({"all", "3", "mean@k", "pass@k"} <= set(acc) for acc in eval_set.values())
-    assert (tmp_path / "learning_eval_greedy.png").stat().st_size > 1000
+    large_k = ["3-column pass@1 of 4", "3-column pass@2 of 4", "3-column pass@4 of 4"]  # --quick's 4 samples
+    assert all(acc[large_k[0]] <= acc[large_k[1]] <= acc[large_k[2]] for acc in eval_set.values())
+    for png in ("learning_eval_greedy.png", "learning_eval_pass_at_j.png", "learning_eval_large_k.png"):
+        assert (tmp_path / png).stat().st_size > 1000, png
     rows = [json.loads(line) for line in (tmp_path / "runs" / "etr" / "seed0.jsonl").read_text().splitlines()]
     # verl's own validation before training and at the last step; the evaluation set covers each checkpoint
     assert [r["step"] for r in rows if any(k.startswith("val-core/") for k in r["data"])] == [0, 2]
