@@ -322,6 +322,10 @@ def greedy_curve(greedy: dict[str, dict[str, float]], which: str = "all") -> tup
 
 EVAL_CURVES = {"eval_greedy": "all", "eval_mean_at_k": "mean@k", "eval_pass_at_k": "pass@k"}
 """Summary names of the eval-set curves -> their key in a checkpoint's :func:`carry_task.eval_set_accuracy`."""
+EVAL_FINALS = {"eval_greedy_final_d1": "1", "eval_greedy_final_d2": "2", "eval_greedy_final_d3": "3",
+               "eval_mean_at_k_final_d3": "3-column mean@k", "eval_pass_at_k_final_d3": "3-column pass@k"}
+
+
 def large_k_keys(eval_set: dict[str, dict[str, float]]) -> list[tuple[int, str]]:
     """``[(j, key)]`` of the large-k measure (:func:`carry_task.large_k_accuracy`) in a run's evaluation set, by
     ``j``; empty for runs without it."""
@@ -330,6 +334,7 @@ def large_k_keys(eval_set: dict[str, dict[str, float]]) -> list[tuple[int, str]]
 
 
 def large_k_summary_name(j: int) -> str:
+    """The summary's curve name of the large-k measure's pass@j (``_first``, ``_final``, ``_auc`` appended)."""
     return f"eval_d3_pass_at_{j}"
 
 
@@ -343,10 +348,6 @@ def large_k_columns(n: int, points: tuple[int, ...] = (1, 8)) -> tuple:
         columns += [(f"3-column pass@{j} of {n} final", f"{name}_final", 3),
                     (f"3-column pass@{j} of {n} AUC", f"{name}_auc", 3)]
     return tuple(columns)
-
-
-EVAL_FINALS = {"eval_greedy_final_d1": "1", "eval_greedy_final_d2": "2", "eval_greedy_final_d3": "3",
-               "eval_mean_at_k_final_d3": "3-column mean@k", "eval_pass_at_k_final_d3": "3-column pass@k"}
 
 
 def run_summary(rows: list[dict], greedy: dict[str, dict[str, float]] | None = None,
@@ -543,7 +544,8 @@ def plot(runs: dict[str, list[list[dict]]], greedy: dict[str, list[dict | None]]
     large_k = sorted({key for sets in eval_set.values() for e in sets if e for _, key in large_k_keys(e)},
                      key=carry_task.parse_large_k_key)
     if large_k:  # pass@n over training, n the largest j measured
-        plots["learning_eval_large_k.png"] = (f"eval-set {large_k[-1]} samples at temperature 1", f"eval:{large_k[-1]}")
+        plots["learning_eval_large_k.png"] = (f"eval-set {large_k[-1]} samples at temperature 1",
+                                              f"eval:{large_k[-1]}")
     written = []
     for filename, (title, key) in plots.items():
         fig, ax = plt.subplots(figsize=(7.2, 4.2))
@@ -684,7 +686,6 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
     summaries = {name: [run_summary(rows, g, e) for rows, g, e in zip(seed_rows, greedy[name], eval_set[name])]
                  for name, seed_rows in runs.items()}
     timing_seeds = timing_seeds or seeds
-    n = settings.eval_large_k
     timed = {name: [summary for seed, summary in zip(seeds, runs) if seed in timing_seeds]
              for name, runs in summaries.items()}
     (out / "summaries.json").write_text(json.dumps(summaries, indent=1))
@@ -692,6 +693,7 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
     figure_dir.mkdir(parents=True, exist_ok=True)
     plot(runs, greedy, eval_set, figure_dir)
     overrides = "; ".join(f"{a.name} = {a.preset} + {a.loss_overrides}" for a in arms if a.loss_overrides)
+    n = settings.eval_large_k  # samples per problem of the large-k measure (0: not measured)
     text = "\n".join([
         f"Setup: {settings.describe()}; seeds {seeds}.",
         f"Arms with overrides: {overrides}." if overrides else "",
