@@ -328,6 +328,32 @@ def test_a_bad_large_k_is_refused_before_anything_is_built(tmp_path, argv, messa
     assert not (tmp_path / "out").exists()
 
 
+def test_test_freq_sets_the_checkpoints_and_a_bad_one_is_refused(tmp_path, monkeypatch):
+    from etr_testkit import user_env
+
+    learning = _learning_module()
+    sent = []
+
+    def fake_trainer(overrides, *args, **kwargs):
+        sent.extend(overrides)
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(learning, "run_trainer", fake_trainer)
+    monkeypatch.setattr(learning, "TASKS", {"carry": lambda task_dir, **kwargs: {
+        "train": "/nonexistent/train.parquet", "val": "/nonexistent/val.parquet", "model": "/nonexistent/model"}})
+    with pytest.raises(RuntimeError, match="stop before training"):
+        learning.main(["--test-freq", "10", "--arms", "grpo", "--seeds", "0", "--out", str(tmp_path / "cli")])
+    assert "trainer.save_freq=10" in sent  # a checkpoint every 10 steps, each measured after the run
+    assert learning.Settings.load(tmp_path / "cli").test_freq == 10
+    for value, steps in (("0", "30"), ("40", "30")):
+        result = subprocess.run([sys.executable, str(LEARNING), "--test-freq", value, "--steps", steps, "--arms",
+                                 "grpo", "--seeds", "0", "--out", str(tmp_path / "out")], capture_output=True,
+                                text=True, timeout=120, env=user_env())
+        assert result.returncode == 2
+        assert f"--test-freq {value}: checkpoints are saved every 1 to --steps (30) steps" in result.stderr
+        assert not (tmp_path / "out").exists()  # refused before anything is built
+
+
 def test_per_checkpoint_table_refuses_a_step_without_a_checkpoint_before_anything_runs(tmp_path):
     from etr_testkit import user_env
 
