@@ -678,6 +678,53 @@ def checkpoint_table(out: Path, arms: list[Arm], seed: int, steps: list[int], sa
     return "\n".join(lines)
 
 
+def breadth(eval_set: dict[str, dict[str, float]], n: int) -> dict:
+    """One run's narrowing at large ``j``, from its evaluation set's large-k measure with ``n`` samples per problem
+    (``carry_task.large_k_accuracy`` at every checkpoint, step 0 = the warm start): pass@n's area under the curve
+    (``auc``), how many checkpoints after step 0 fall below step 0's pass@n (``below`` of ``later``: breadth
+    lost), the lowest (``lowest`` at ``lowest_step``) and the ``final`` pass@n, and per ``j`` the gain
+    ``pass@j(last) - pass@j(0)`` (``gains``; negative at large ``j`` while positive at ``j = 1`` is the crossing the
+    paper's exploration claim is about)."""
+    steps = sorted(map(int, eval_set))
+    if len(steps) < 2 or steps[0] != 0:
+        raise ValueError(f"breadth needs step 0 and a later checkpoint; measured: {steps}")
+    top = carry_task.large_k_key(n, n)
+    missing = [s for s in steps if top not in eval_set[str(s)]]
+    if missing:
+        raise ValueError(f"no {top!r} at step(s) {missing}: these runs were not measured with --eval-large-k {n}")
+    curve = [eval_set[str(s)][top] for s in steps]
+    lowest_step, lowest = min(zip(steps[1:], curve[1:]), key=lambda point: point[1])
+    first, last = eval_set["0"], eval_set[str(steps[-1])]
+    return {"auc": area_under_curve(steps, curve), "below": sum(value < curve[0] for value in curve[1:]),
+            "later": len(steps) - 1, "lowest": lowest, "lowest_step": lowest_step, "final": curve[-1],
+            "gains": {j: last[carry_task.large_k_key(j, n)] - first[carry_task.large_k_key(j, n)]
+                      for j in carry_task.large_k_points(n)}}
+
+
+def breadth_table(eval_sets: dict[str, list[dict | None]], seeds: list[int], n: int) -> str:
+    """Per arm and seed, :func:`breadth` of the large-k measure (``n`` samples per problem), and per arm the
+    checkpoints below step 0 summed over its seeds."""
+    points = carry_task.large_k_points(n)
+    lines = [f"| arm | seed | 3-column pass@{n} AUC | checkpoints below step 0 | lowest (step) | final "
+             f"| gain at j = {', '.join(map(str, points))} |", "|---|---|---|---|---|---|---|"]
+    totals = []
+    for arm, runs in eval_sets.items():
+        below = later = 0
+        for seed, eval_set in zip(seeds, runs):
+            if eval_set is None:
+                raise ValueError(f"{arm} seed {seed}: no evaluation set (runs/{arm}/seed{seed}.eval.json)")
+            try:
+                run = breadth(eval_set, n)
+            except ValueError as error:
+                raise ValueError(f"{arm} seed {seed}: {error}") from None
+            below, later = below + run["below"], later + run["later"]
+            gains = ", ".join(f"{run['gains'][j]:+.3f}" for j in points)
+            lines.append(f"| {arm} | {seed} | {run['auc']:.3f} | {run['below']} of {run['later']} | "
+                         f"{run['lowest']:.3f} ({run['lowest_step']}) | {run['final']:.3f} | {gains} |")
+        totals.append(f"{arm} {below} of {later}")
+    return "\n".join(lines) + "\n\nCheckpoints below step 0, all seeds: " + "; ".join(totals) + "."
+
+
 def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, docs: Path | None,
            timing_seeds: list[int] | None = None) -> str:
     runs = {arm.name: [read_metrics(out / "runs" / arm.name / f"seed{s}.jsonl") for s in seeds] for arm in arms}
@@ -694,6 +741,7 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
     plot(runs, greedy, eval_set, figure_dir)
     overrides = "; ".join(f"{a.name} = {a.preset} + {a.loss_overrides}" for a in arms if a.loss_overrides)
     n = settings.eval_large_k  # samples per problem of the large-k measure (0: not measured)
+    narrowing = breadth_table(eval_set, seeds, n) if n else ""
     text = "\n".join([
         f"Setup: {settings.describe()}; seeds {seeds}.",
         f"Arms with overrides: {overrides}." if overrides else "",
@@ -712,6 +760,8 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
         f"{timing_seeds}):",
         "",
         step_time_table(timed),
+        *(["", f"Breadth at large k, run by run (3-column pass@j from {n} samples per problem, every checkpoint):",
+           "", narrowing] if n else []),
     ])
     (out / "results.md").write_text(text + "\n")
     k = settings.val_samples
@@ -720,6 +770,8 @@ def report(out: Path, arms: list[Arm], seeds: list[int], settings: Settings, doc
     compact_paired = tuple((named_k(header, k), key) for header, key in COMPACT_PAIRED) + tuple(c[:2] for c in large_k)
     (out / "results_compact.md").write_text(results_table(summaries, compact_columns) + "\n\n"
                                             + paired_table(summaries, seeds, columns=compact_paired) + "\n")
+    if n:
+        (out / "breadth.md").write_text(narrowing + "\n")
     return text
 
 

@@ -312,6 +312,32 @@ def test_large_k_columns_tables_and_plots_through_the_command(tmp_path):
     assert "| 3-column pass@4 of 4 final | 3-column pass@4 of 4 AUC |" in full
     for png in ("learning_eval_pass_at_j.png", "learning_eval_large_k.png"):
         assert (tmp_path / png).stat().st_size > 1000, png
+    # run by run: pass@4 AUC, checkpoints below step 0, lowest, final, gains at j = 1, 2, 4; printed as written
+    breadth = (tmp_path / "breadth.md").read_text()
+    assert "| etr | 0 | 0.825 | 0 of 2 | 0.825 (5) | 0.850 | +0.050, +0.050, +0.050 |" in breadth
+    assert breadth.strip() in result.stdout
+
+
+def test_breadth_counts_the_checkpoints_that_lose_breadth_and_the_gain_at_each_j():
+    """A run whose pass@1 rises while its pass@4 falls below the warm start's at two of three checkpoints: the
+    crossing the exploration claim is about, counted per run and summed per arm."""
+    from etr_testkit import load_script
+
+    carry = load_script(SCRIPT.parent / "carry_task.py", "carry_task")
+    learning = _learning_module()
+    pass_at = {0: (0.10, 0.20, 0.50), 5: (0.15, 0.25, 0.45), 10: (0.20, 0.30, 0.60), 15: (0.25, 0.28, 0.40)}
+    run = {str(s): {carry.large_k_key(j, 4): v for j, v in zip((1, 2, 4), values)} for s, values in pass_at.items()}
+    measured = learning.breadth(run, 4)
+    assert (measured["below"], measured["later"], measured["lowest"], measured["lowest_step"]) == (2, 3, 0.40, 15)
+    assert measured["final"] == 0.40 and measured["auc"] == pytest.approx((0.475 + 0.525 + 0.5) * 5 / 15)
+    assert measured["gains"] == pytest.approx({1: 0.15, 2: 0.08, 4: -0.10})  # pass@1 up, pass@4 down
+    table = learning.breadth_table({"grpo": [run, run]}, [0, 1], 4)
+    assert "| grpo | 1 | 0.500 | 2 of 3 | 0.400 (15) | 0.400 | +0.150, +0.080, -0.100 |" in table
+    assert table.endswith("Checkpoints below step 0, all seeds: grpo 4 of 6.")
+    unmeasured = {"0": {"all": 0.5}, "5": {"all": 0.6}}
+    with pytest.raises(ValueError, match=r"etr seed 2: no '3-column pass@4 of 4' at step\(s\) \[0, 5\]: these runs "
+                                         r"were not measured with --eval-large-k 4"):
+        learning.breadth_table({"etr": [unmeasured]}, [2], 4)
 
 
 def _capture_trainer_overrides(learning, monkeypatch) -> list[str]:
