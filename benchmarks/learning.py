@@ -682,7 +682,9 @@ def breadth(eval_set: dict[str, dict[str, float]], n: int) -> dict:
     """One run's narrowing at large ``j``, from its evaluation set's large-k measure with ``n`` samples per problem
     (``carry_task.large_k_accuracy`` at every checkpoint, step 0 = the warm start): pass@n's area under the curve
     (``auc``), how many checkpoints after step 0 fall below step 0's pass@n (``below`` of ``later``: breadth
-    lost), the lowest (``lowest`` at ``lowest_step``) and the ``final`` pass@n, and per ``j`` the gain
+    lost), the lowest (``lowest`` at ``lowest_step``) and the ``final`` pass@n, its largest change between
+    neighbouring checkpoints (``largest_move``: how far one checkpoint, e.g. the final, is from its neighbours), and
+    per ``j`` the gain
     ``pass@j(last) - pass@j(0)`` (``gains``; negative at large ``j`` while positive at ``j = 1`` is the crossing the
     paper's exploration claim is about)."""
     steps = sorted(map(int, eval_set))
@@ -697,6 +699,7 @@ def breadth(eval_set: dict[str, dict[str, float]], n: int) -> dict:
     first, last = eval_set["0"], eval_set[str(steps[-1])]
     return {"auc": area_under_curve(steps, curve), "below": sum(value < curve[0] for value in curve[1:]),
             "later": len(steps) - 1, "lowest": lowest, "lowest_step": lowest_step, "final": curve[-1],
+            "largest_move": max(abs(after - before) for before, after in zip(curve, curve[1:])),
             "gains": {j: last[carry_task.large_k_key(j, n)] - first[carry_task.large_k_key(j, n)]
                       for j in carry_task.large_k_points(n)}}
 
@@ -706,7 +709,8 @@ def breadth_table(eval_sets: dict[str, list[dict | None]], seeds: list[int], n: 
     checkpoints below step 0 summed over its seeds."""
     points = carry_task.large_k_points(n)
     lines = [f"| arm | seed | 3-column pass@{n} AUC | checkpoints below step 0 | lowest (step) | final "
-             f"| gain at j = {', '.join(map(str, points))} |", "|---|---|---|---|---|---|---|"]
+             f"| largest move between neighbouring checkpoints | gain at j = {', '.join(map(str, points))} |",
+             "|---|---|---|---|---|---|---|---|"]
     totals = []
     for arm, runs in eval_sets.items():
         below = later = 0
@@ -720,7 +724,8 @@ def breadth_table(eval_sets: dict[str, list[dict | None]], seeds: list[int], n: 
             below, later = below + run["below"], later + run["later"]
             gains = ", ".join(f"{run['gains'][j]:+.3f}" for j in points)
             lines.append(f"| {arm} | {seed} | {run['auc']:.3f} | {run['below']} of {run['later']} | "
-                         f"{run['lowest']:.3f} ({run['lowest_step']}) | {run['final']:.3f} | {gains} |")
+                         f"{run['lowest']:.3f} ({run['lowest_step']}) | {run['final']:.3f} | "
+                         f"{run['largest_move']:.3f} | {gains} |")
         totals.append(f"{arm} {below} of {later}")
     return "\n".join(lines) + "\n\nCheckpoints below step 0, all seeds: " + "; ".join(totals) + "."
 

@@ -314,7 +314,7 @@ def test_large_k_columns_tables_and_plots_through_the_command(tmp_path):
         assert (tmp_path / png).stat().st_size > 1000, png
     # run by run: pass@4 AUC, checkpoints below step 0, lowest, final, gains at j = 1, 2, 4; printed as written
     breadth = (tmp_path / "breadth.md").read_text()
-    assert "| etr | 0 | 0.825 | 0 of 2 | 0.825 (5) | 0.850 | +0.050, +0.050, +0.050 |" in breadth
+    assert "| etr | 0 | 0.825 | 0 of 2 | 0.825 (5) | 0.850 | 0.025 | +0.050, +0.050, +0.050 |" in breadth
     assert breadth.strip() in result.stdout
 
 
@@ -329,10 +329,11 @@ def test_breadth_counts_the_checkpoints_that_lose_breadth_and_the_gain_at_each_j
     run = {str(s): {carry.large_k_key(j, 4): v for j, v in zip((1, 2, 4), values)} for s, values in pass_at.items()}
     measured = learning.breadth(run, 4)
     assert (measured["below"], measured["later"], measured["lowest"], measured["lowest_step"]) == (2, 3, 0.40, 15)
+    assert measured["largest_move"] == pytest.approx(0.20)  # 0.60 at step 10 -> 0.40 at step 15
     assert measured["final"] == 0.40 and measured["auc"] == pytest.approx((0.475 + 0.525 + 0.5) * 5 / 15)
     assert measured["gains"] == pytest.approx({1: 0.15, 2: 0.08, 4: -0.10})  # pass@1 up, pass@4 down
     table = learning.breadth_table({"grpo": [run, run]}, [0, 1], 4)
-    assert "| grpo | 1 | 0.500 | 2 of 3 | 0.400 (15) | 0.400 | +0.150, +0.080, -0.100 |" in table
+    assert "| grpo | 1 | 0.500 | 2 of 3 | 0.400 (15) | 0.400 | 0.200 | +0.150, +0.080, -0.100 |" in table
     assert table.endswith("Checkpoints below step 0, all seeds: grpo 4 of 6.")
     unmeasured = {"0": {"all": 0.5}, "5": {"all": 0.6}}
     with pytest.raises(ValueError, match=r"etr seed 2: no '3-column pass@4 of 4' at step\(s\) \[0, 5\]: these runs "
