@@ -684,17 +684,16 @@ def breadth(eval_set: dict[str, dict[str, float]], n: int) -> dict:
     (``auc``), how many checkpoints after step 0 fall below step 0's pass@n (``below`` of ``later``: breadth
     lost), the lowest (``lowest`` at ``lowest_step``) and the ``final`` pass@n, its largest change between
     neighbouring checkpoints (``largest_move``: how far one checkpoint, e.g. the final, is from its neighbours), and
-    per ``j`` the gain
-    ``pass@j(last) - pass@j(0)`` (``gains``; negative at large ``j`` while positive at ``j = 1`` is the crossing the
-    paper's exploration claim is about)."""
-    steps = sorted(map(int, eval_set))
-    if len(steps) < 2 or steps[0] != 0:
-        raise ValueError(f"breadth needs step 0 and a later checkpoint; measured: {steps}")
+    per ``j`` the gain ``pass@j(last) - pass@j(0)`` (``gains``; negative at large ``j`` while positive at ``j = 1``
+    is the crossing the paper's exploration claim is about)."""
+    measured = sorted(map(int, eval_set))
+    if len(measured) < 2 or measured[0] != 0:
+        raise ValueError(f"breadth needs step 0 and a later checkpoint; measured: {measured}")
     top = carry_task.large_k_key(n, n)
-    missing = [s for s in steps if top not in eval_set[str(s)]]
-    if missing:
-        raise ValueError(f"no {top!r} at step(s) {missing}: these runs were not measured with --eval-large-k {n}")
-    curve = [eval_set[str(s)][top] for s in steps]
+    steps, curve = greedy_curve(eval_set, top)
+    if steps != measured:
+        raise ValueError(f"no {top!r} at step(s) {sorted(set(measured) - set(steps))}: these runs were not measured "
+                         f"with --eval-large-k {n}")
     lowest_step, lowest = min(zip(steps[1:], curve[1:]), key=lambda point: point[1])
     first, last = eval_set["0"], eval_set[str(steps[-1])]
     return {"auc": area_under_curve(steps, curve), "below": sum(value < curve[0] for value in curve[1:]),
