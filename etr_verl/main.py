@@ -23,6 +23,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from etr_verl.experiment_configs import ExperimentConfigsNotFound, with_experiment_search_path
+from etr_verl.ray_runtime_env import reconcile_with_submitted_job
 from etr_verl.validation import check_input_files, check_logger_credentials, validate
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def run(config: DictConfig, dry_run: bool = False) -> None:
         local_cpu.activate()
     OmegaConf.resolve(config)
     validate(config)
+    reconcile_with_submitted_job(config)  # inside `ray job submit`: one owner per runtime-env variable
     if dry_run:  # a dry run checks the config only: a submitting machine need not hold the cluster's files
         print(RESOLVED_CONFIG_MARKER)
         print(OmegaConf.to_yaml(config), end="")

@@ -9,13 +9,15 @@
 # Here, before anything is sent: the verl pin, the config composed and validated by `etr_verl.main --dry-run` (a bad
 # override fails in seconds, not on the cluster), and the job server answering. On the cluster the job runs
 # `bash recipes/train.sh EXPERIMENT overrides...` in this checkout, uploaded as the working directory, with
-# recipes/runtime_env.yaml plus the secrets listed in SECRETS below, read from this shell's environment (never
-# from a file of the repository or a command-line flag). SUBMIT_WAIT=1 follows the job's logs (default: --no-wait).
+# recipes/runtime_env.yaml plus the secrets listed in SECRETS and the settings listed in SETTINGS below, read from
+# this shell's environment (never from a file of the repository or a command-line flag): a variable exported here
+# reaches the job only through that list. SUBMIT_WAIT=1 follows the job's logs (default: --no-wait).
 set -euo pipefail
 # shellcheck source=recipes/common/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common/lib.sh"
 
-SECRETS=(WANDB_API_KEY HF_TOKEN)  # passed to the job when set here
+SECRETS=(WANDB_API_KEY HF_TOKEN)                          # passed to the job when set here, never printed
+SETTINGS=(VERL_FILE_LOGGER_PATH WANDB_ENTITY WANDB_MODE)  # passed to the job when set here (paths: on the nodes)
 
 etr_parse_command_line "$@"
 [[ -n "${RAY_ADDRESS:-}" ]] ||
@@ -28,17 +30,20 @@ if [[ -z "$ray_cli" && -x "$(dirname "$(command -v "$PYTHON")")/ray" ]]; then ra
 [[ -n "$ray_cli" ]] ||
   etr_fail "the ray CLI is found neither on PATH nor beside PYTHON=$PYTHON; activate the environment where etr-verl is installed, or set PYTHON to its interpreter"
 
-# recipes/runtime_env.yaml + working_dir + the secrets that are set, in a file only this user can read (removed on exit)
+# recipes/runtime_env.yaml + working_dir + the secrets and settings that are set, in a file only this user can read
+# (removed on exit)
 runtime_env=$(mktemp -t etr-runtime-env.XXXXXX.yaml)
 trap 'rm -f "$runtime_env"' EXIT
-"$PYTHON" - "$ETR_REPO_ROOT" "$runtime_env" "${SECRETS[@]}" <<'PY'
+"$PYTHON" - "$ETR_REPO_ROOT" "$runtime_env" "${#SECRETS[@]}" "${SECRETS[@]}" "${SETTINGS[@]}" <<'PY'
 import json, os, sys
 import yaml
 
-root, out, secrets = sys.argv[1], sys.argv[2], sys.argv[3:]
+root, out, n_secrets = sys.argv[1], sys.argv[2], int(sys.argv[3])
+secrets, settings = sys.argv[4:4 + n_secrets], sys.argv[4 + n_secrets:]
 env = yaml.safe_load(open(os.path.join(root, "recipes", "runtime_env.yaml")))
 env["working_dir"] = root
-env["env_vars"].update({name: os.environ[name] for name in secrets if os.environ.get(name)})
+env["env_vars"] = env.get("env_vars") or {}
+env["env_vars"].update({name: os.environ[name] for name in secrets + settings if os.environ.get(name)})
 with open(out, "w") as handle:
     json.dump(env, handle)
 shown = {**env, "env_vars": {k: ("<from the environment>" if k in secrets else v) for k, v in env["env_vars"].items()}}

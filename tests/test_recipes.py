@@ -124,14 +124,16 @@ def test_the_pin_check_refuses_this_environment():
 @pinned_verl_only
 def test_submit_dry_run_prints_the_job_and_a_runtime_env_without_secrets(tmp_path):
     result = launch(SUBMIT, "llama3_1_8b_instruct_dapo17k", "algo=etr", "profile=4x8", "--dry-run",
-                    RAY_ADDRESS="http://127.0.0.1:8265", WANDB_API_KEY="secret-key-123", TMPDIR=str(tmp_path))
+                    RAY_ADDRESS="http://127.0.0.1:8265", WANDB_API_KEY="secret-key-123", TMPDIR=str(tmp_path),
+                    VERL_FILE_LOGGER_PATH="/shared/logs/etr.jsonl")
     assert result.returncode == 0, result.stderr[-3000:]
     command = result.stdout.splitlines()[1]
     assert command.startswith(f"{VENV_BIN / 'ray'} job submit --address http://127.0.0.1:8265 --runtime-env ")
     assert command.endswith("--no-wait -- bash recipes/train.sh llama3_1_8b_instruct_dapo17k algo=etr profile=4x8 ")
     runtime_env = yaml.safe_load(result.stderr.split("[etr-recipe] runtime env: ", 1)[1].splitlines()[0])
     assert runtime_env["working_dir"] == str(ROOT)
-    assert runtime_env["env_vars"]["VERL_USE_EXTERNAL_MODULES"] == "etr_verl.plugin"
+    assert "VERL_USE_EXTERNAL_MODULES" not in runtime_env["env_vars"]  # the trainer config's (one owner each)
+    assert runtime_env["env_vars"]["VERL_FILE_LOGGER_PATH"] == "/shared/logs/etr.jsonl"  # a setting: travels, shown
     assert runtime_env["env_vars"]["WANDB_API_KEY"] == "<from the environment>"
     assert "secret-key-123" not in result.stdout + result.stderr
     assert "HF_TOKEN" not in runtime_env["env_vars"]  # not set here: not sent
