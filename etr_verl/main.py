@@ -22,6 +22,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from etr_verl.existing_cluster import leave_resources_to_cluster
 from etr_verl.experiment_configs import ExperimentConfigsNotFound, with_experiment_search_path
 from etr_verl.ray_runtime_env import reconcile_with_submitted_job
 from etr_verl.validation import check_input_files, check_logger_credentials, validate
@@ -88,6 +89,7 @@ def run(config: DictConfig, dry_run: bool = False) -> None:
         return
     check_input_files(config)
     check_logger_credentials(config)
+    leave_resources_to_cluster(config)  # a running cluster's nodes declared theirs (not known in a dry run)
     from verl.trainer.main_ppo import run_ppo
 
     from etr_verl.adapters.task_runners import task_runner_class

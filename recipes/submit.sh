@@ -77,4 +77,14 @@ if address.startswith(("http://", "https://")):
 PY
   etr_fail "RAY_ADDRESS=$RAY_ADDRESS does not answer within 5 s: start the cluster's head (ray start --head --dashboard-host=...) or fix the address (the job server, usually http://HEAD:8265)"
 echo "[etr-recipe] $(printf '%q ' "${job[@]}")" >&2
-"${job[@]}"
+# A head that has just started may have no job agent yet: Ray's job server then answers "No available agent to
+# submit job, please try again later" (after waiting 10 s itself) and no job exists. Retry that answer only, 6 times.
+submit_log=$(mktemp -t etr-submit.XXXXXX.log)
+trap 'rm -f "$runtime_env" "$submit_log"' EXIT
+for attempt in 1 2 3 4 5 6; do
+  if "${job[@]}" 2>&1 | tee "$submit_log"; then exit 0; fi
+  grep -q "No available agent to submit job" "$submit_log" || exit 1
+  echo "[etr-recipe] the job server has no job agent yet (attempt $attempt of 6); retrying in 5 s" >&2
+  sleep 5
+done
+etr_fail "the job server at RAY_ADDRESS=$RAY_ADDRESS still has no job agent: check the head node (ray status; its dashboard_agent log)"

@@ -200,3 +200,15 @@ def user_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in RUN_VARIABLES}
     env.update({"PYTHON": sys.executable, "PYTHONUNBUFFERED": "1", **extra})
     return env
+
+
+def local_overrides(task: dict, out) -> list[str]:
+    """What a user changes to run one of the paper's experiments on this machine (``out``: a ``Path``): the
+    backend, the tiny model and task (graded 0/1 by verl's gsm8k reward), where it saves and logs, and sizes for a
+    ~100k-parameter model on 2 CPU cores."""
+    return [
+        "backend=local_cpu", f"actor_rollout_ref.model.path={task['model']}",
+        f"data.train_files={task['train']}", f"data.val_files={task['val']}", "algorithm.etr.reward_low=0",
+        f"paths.checkpoints={out / 'ckpts'}", "trainer.logger=[console,file]",
+        "data.max_prompt_length=32", "data.max_response_length=10", "actor_rollout_ref.rollout.val_kwargs.n=2",
+    ]

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from etr_testkit import LOOPBACK, ListenerWatch, user_env
+from etr_testkit import LOOPBACK, ListenerWatch, local_overrides, user_env
 
 from etr_verl.demo.report import read_metrics
 from etr_verl.demo.task import build_task
@@ -20,17 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "recipes" / "train.sh"
 EVALUATE = ROOT / "recipes" / "eval" / "evaluate_checkpoint.sh"
 EXPERIMENT = "qwen2_5_math_7b_dapo17k"
-
-
-def local_overrides(task: dict, out: Path) -> list[str]:
-    """What a user changes to run the experiment on this machine: the backend, the tiny model and task (graded
-    0/1 by verl's gsm8k reward), where it saves and logs, and sizes for a ~100k-parameter model on 2 CPU cores."""
-    return [
-        "backend=local_cpu", f"actor_rollout_ref.model.path={task['model']}",
-        f"data.train_files={task['train']}", f"data.val_files={task['val']}", "algorithm.etr.reward_low=0",
-        f"paths.checkpoints={out / 'ckpts'}", "trainer.logger=[console,file]",
-        "data.max_prompt_length=32", "data.max_response_length=10", "actor_rollout_ref.rollout.val_kwargs.n=2",
-    ]
 
 
 TRAIN_SHRINK = ["data.train_batch_size=8", "actor_rollout_ref.rollout.n=4",

@@ -17,6 +17,7 @@ and TransferQueue checkpointing), so a renamed copy of ``sync`` would not behave
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import ray
@@ -63,11 +64,24 @@ def install_etr_loss_in_v1_trainer(trainer: Any, config: Any) -> bool:
     return True
 
 
+def make_file_logger_directory() -> None:
+    """Create the parent directory of ``VERL_FILE_LOGGER_PATH`` on the node the task runner runs on. verl's
+    ``FileLogger`` opens that path as given and creates a directory only for its default path, so a path whose
+    directory exists on the submitting machine but not on the cluster node failed at the first step."""
+    path = os.environ.get("VERL_FILE_LOGGER_PATH")
+    if path and os.path.dirname(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
 def legacy_task_runner_class() -> Any:
     """A ``@ray.remote`` subclass of verl's legacy ``TaskRunner`` whose actor workers install ETR's loss."""
     from verl.trainer.ppo.ray_trainer import Role
 
     class EtrLegacyTaskRunner(_legacy_task_runner_base()):
+        def run(self, config):
+            make_file_logger_directory()
+            return super().run(config)
+
         def add_actor_rollout_worker(self, config):
             _, worker_group_cls = super().add_actor_rollout_worker(config)
             for role in (Role.ActorRollout, Role.ActorRolloutRef):
@@ -82,6 +96,10 @@ def v1_task_runner_class() -> Any:
     """A ``@ray.remote`` subclass of verl's ``TaskRunnerV1`` that installs ETR's loss before ``fit``."""
 
     class EtrTaskRunnerV1(_v1_task_runner_base()):
+        def run(self, config):
+            make_file_logger_directory()
+            return super().run(config)
+
         def init_agent_loop_manager(self):
             install_etr_loss_in_v1_trainer(self.trainer, self.config)
             super().init_agent_loop_manager()
