@@ -4,6 +4,7 @@ runtime env that clashes with the run is named before Ray starts. The live submi
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -74,8 +75,23 @@ def test_a_variable_set_to_two_values_is_named_with_the_fix():
     assert f"{TRAINER_ENV_VARS}.TOKENIZERS_PARALLELISM=" in message
 
 
-def test_a_variable_verl_forwards_itself_is_refused_before_ray():
-    """verl's run_ppo passes its determinism switches to ray.init on every run: the job must not set them."""
+def _verl_passes_to_ray_init(config) -> set[str]:
+    """What this verl's ``get_ppo_ray_runtime_env`` hands ``ray.init`` in the current environment (0.9 takes the
+    config and forwards its determinism switches on every run; 0.8.0 takes nothing and forwards none)."""
+    from verl.trainer.constants_ppo import get_ppo_ray_runtime_env
+
+    takes_config = bool(inspect.signature(get_ppo_ray_runtime_env).parameters)
+    return set(get_ppo_ray_runtime_env(*([config] if takes_config else []))["env_vars"])
+
+
+def test_a_variable_verl_forwards_itself_is_refused_before_ray(monkeypatch):
+    """verl 0.9's run_ppo passes its determinism switches to ray.init on every run: a job must not set them. On a
+    verl that does not (0.8.0 drops its defaults that the driver's environment already has), the job may."""
+    monkeypatch.setenv("VERL_FULL_DETERMINISM", "1")  # a submitted job's env_vars are in its driver's environment
     config = _compose(["backend=gpu"])
-    with pytest.raises(RuntimeEnvConflict, match="VERL_FULL_DETERMINISM: the job's runtime env sets it, and verl"):
-        reconcile_with_submitted_job(config, environ=_job({"VERL_FULL_DETERMINISM": "1"}))
+    job = _job({"VERL_FULL_DETERMINISM": "1"})
+    if "VERL_FULL_DETERMINISM" in _verl_passes_to_ray_init(config):
+        with pytest.raises(RuntimeEnvConflict, match="VERL_FULL_DETERMINISM: the job's runtime env sets it, and verl"):
+            reconcile_with_submitted_job(config, environ=job)
+    else:
+        assert reconcile_with_submitted_job(config, environ=job) == []
