@@ -64,18 +64,7 @@ if [[ "$ETR_DRY_RUN" == 1 ]]; then
 fi
 "${ETR_TRAIN_COMMAND[@]}" --dry-run >/dev/null ||
   etr_fail "the config does not pass etr_verl.main's checks (above); nothing was submitted"
-"$PYTHON" - "$RAY_ADDRESS" <<'PY' ||
-import sys
-import urllib.request
-
-address = sys.argv[1]
-if address.startswith(("http://", "https://")):
-    try:
-        urllib.request.urlopen(address.rstrip("/") + "/api/version", timeout=5)
-    except Exception as error:  # one line, not a traceback: the message below says what to do
-        sys.exit(f"[etr-recipe] {address}: {error}")
-PY
-  etr_fail "RAY_ADDRESS=$RAY_ADDRESS does not answer within 5 s: start the cluster's head (ray start --head --dashboard-host=...) or fix the address (the job server, usually http://HEAD:8265)"
+"$PYTHON" "$ETR_REPO_ROOT/recipes/common/job_server.py" "$RAY_ADDRESS" || exit 2  # answers, accepts our token
 echo "[etr-recipe] $(printf '%q ' "${job[@]}")" >&2
 # A head that has just started may have no job agent yet: Ray's job server then answers "No available agent to
 # submit job, please try again later" (after waiting 10 s itself) and no job exists. Retry that answer only, 6 times.

@@ -1,4 +1,6 @@
-"""The CPU backend's one behaviour patch: the worker process group, over ``gloo``, reachable on loopback only."""
+"""The CPU backend's one behaviour patch: the worker process group, over ``gloo``, reachable on loopback only —
+or on the addresses the user names in ``ETR_LOCAL_CPU_HOSTS`` (hosts of their own, e.g. a test's network
+namespaces), and on no other."""
 
 from __future__ import annotations
 
@@ -38,16 +40,52 @@ def apply() -> None:
     engine_workers.initialize_global_process_group_ray = initialize_loopback_gloo
 
 
+HOSTS_ENV = "ETR_LOCAL_CPU_HOSTS"
+"""Comma-separated addresses of hosts the user controls, on which the CPU backend may listen besides loopback."""
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
+
+def allowed_hosts() -> tuple[str, ...]:
+    named = [h.strip() for h in os.environ.get(HOSTS_ENV, "").split(",") if h.strip()]
+    return (*LOOPBACK_HOSTS, *named)
+
+
+def interface_of(address: str) -> str | None:
+    """The name of this host's network interface that holds ``address`` (None if none does)."""
+    import psutil
+
+    for name, addresses in psutil.net_if_addrs().items():
+        if any(a.address == address for a in addresses):
+            return name
+    return None
+
+
 def loopback_store(rank: int, world_size: int, timeout: timedelta) -> dist.Store:
     """The rendezvous store: in memory for one process, else a TCPStore whose server socket is bound to
-    ``127.0.0.1:$MASTER_PORT`` (torch's own would listen on all interfaces)."""
+    ``$MASTER_ADDR:$MASTER_PORT`` only (torch's own would listen on all interfaces), ``MASTER_ADDR`` being loopback
+    or one of the hosts named in ``ETR_LOCAL_CPU_HOSTS``. Across hosts, gloo's own sockets go through the interface
+    that holds this node's address (``GLOO_SOCKET_IFNAME``): by default gloo takes the address the hostname
+    resolves to, often 127.0.x.x, which the other host cannot reach."""
     if world_size == 1:
         return dist.HashStore()
     host, port = os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ["MASTER_PORT"])
-    if host not in ("127.0.0.1", "localhost"):
-        raise RuntimeError(f"the local CPU backend runs on loopback only; MASTER_ADDR={host!r}")
+    if host not in allowed_hosts():
+        raise RuntimeError(
+            f"the local CPU backend listens on loopback only, and MASTER_ADDR={host!r} is not loopback. To run it "
+            f"across hosts of your own (e.g. a test's network namespaces), name their addresses on every node: "
+            f"{HOSTS_ENV}={host},... (only the addresses named there are accepted)"
+        )
+    if host not in LOOPBACK_HOSTS and "GLOO_SOCKET_IFNAME" not in os.environ:
+        import ray
+
+        node_address = ray.util.get_node_ip_address()
+        if node_address not in allowed_hosts():
+            raise RuntimeError(f"this node's address {node_address!r} is not named in {HOSTS_ENV}")
+        interface = interface_of(node_address)
+        if interface:
+            os.environ["GLOO_SOCKET_IFNAME"] = interface
     if rank != 0:
         return dist.TCPStore(host, port, world_size, is_master=False, timeout=timeout)
-    listener = socket.create_server(("127.0.0.1", port), reuse_port=False)
+    listener = socket.create_server((host, port), reuse_port=False)
     fd = listener.detach()
     return dist.TCPStore(host, port, world_size, is_master=True, timeout=timeout, master_listen_fd=fd)
