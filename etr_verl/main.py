@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from etr_verl.existing_cluster import leave_resources_to_cluster
 from etr_verl.experiment_configs import ExperimentConfigsNotFound, with_experiment_search_path
+from etr_verl.lost_node_watch import LostNodeWatch
 from etr_verl.ray_runtime_env import reconcile_with_submitted_job
 from etr_verl.validation import check_input_files, check_logger_credentials, validate
 
@@ -94,7 +95,13 @@ def run(config: DictConfig, dry_run: bool = False) -> None:
 
     from etr_verl.adapters.task_runners import task_runner_class
 
-    run_ppo(config, task_runner_class=task_runner_class(config))
+    with LostNodeWatch() as watch:  # a lost node ends the run with its cause, not a wait without end
+        try:
+            run_ppo(config, task_runner_class=task_runner_class(config))
+        except KeyboardInterrupt:
+            if watch.lost:
+                sys.exit(1)  # the cause is printed already; Ray's atexit shutdown still runs
+            raise
 
 
 @hydra.main(config_path="hydra_configs", config_name="etr_trainer", version_base=None)
