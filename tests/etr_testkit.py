@@ -212,3 +212,20 @@ def local_overrides(task: dict, out) -> list[str]:
         f"paths.checkpoints={out / 'ckpts'}", "trainer.logger=[console,file]",
         "data.max_prompt_length=32", "data.max_response_length=10", "actor_rollout_ref.rollout.val_kwargs.n=2",
     ]
+
+
+def local_backend() -> str:
+    """The CPU backend for a real run in this venv: ``local_cpu`` (verl's vLLM rollout) where vLLM's CPU build is
+    installed, which ``make install`` guarantees on the primary verl; ``local_cpu_hf`` (the transformers replica) in
+    the other verl releases' venvs of ``make test-versions``, which have no vLLM."""
+    from importlib import metadata
+
+    from etr_verl.verl_support import PRIMARY_VERL_VERSION
+
+    try:
+        metadata.version("vllm")
+        return "local_cpu"
+    except metadata.PackageNotFoundError:
+        if metadata.version("verl") == PRIMARY_VERL_VERSION:
+            raise RuntimeError(f"verl {PRIMARY_VERL_VERSION}'s venv has no vLLM: run make install") from None
+        return "local_cpu_hf"

@@ -35,7 +35,7 @@ needs_v1 = pytest.mark.skipif(not V1_TRAINER, reason="this verl has no V1 traine
 
 def _demo_overrides(algo, **kwargs):
     """The demo's config; on a verl the local CPU backend does not run on, the same run for GPUs (verl 0.8.0's
-    rollout config has no ``seed``: the CPU backend's hf rollout is what needs it)."""
+    rollout config has no ``seed``, which the demo sets)."""
     from pathlib import Path
 
     overrides = trainer_overrides(FAKE_TASK, algo, steps=2, seed=0, out_dir=Path("/tmp/unused"), **kwargs)
@@ -45,8 +45,8 @@ def _demo_overrides(algo, **kwargs):
 
 
 @pytest.mark.parametrize("algo", PRESETS)
-@pytest.mark.parametrize("backend", ["gpu", pytest.param("local_cpu", marks=pytest.mark.skipif(
-    not LOCAL_CPU_BACKEND, reason="the local CPU backend needs verl >= 0.9.0"))])
+@pytest.mark.parametrize("backend", ["gpu", *(pytest.param(name, marks=pytest.mark.skipif(
+    not LOCAL_CPU_BACKEND, reason="the local CPU backend needs verl >= 0.9.0")) for name in ("local_cpu", "local_cpu_hf"))])
 def test_every_preset_composes_and_validates(algo, backend):
     overrides = [o for o in _demo_overrides(algo) if not o.startswith("backend=")] + [f"backend={backend}"]
     config = _compose(overrides)
@@ -64,6 +64,11 @@ def test_every_preset_composes_and_validates(algo, backend):
         assert config.trainer.v1.trainer_mode == "sync"  # verl's default: the presets leave the trainer to the user
     assert (config.actor_rollout_ref.actor.clip_ratio_high == 0.28) == (algo == "dapo")
     assert config.ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES == "etr_verl.plugin"
+    rollout = config.actor_rollout_ref.rollout
+    if backend != "gpu":  # the GPU backend leaves the rollout to verl (0.8.0 has no default name)
+        assert rollout.name == {"local_cpu": "vllm", "local_cpu_hf": "hf"}[backend]
+    if backend == "local_cpu":  # what vLLM-CPU refuses or crashes on is off (the preset names each cause)
+        assert not rollout.enable_sleep_mode and not rollout.free_cache_engine and not rollout.full_determinism
 
 
 def test_presets_differ_only_in_the_algorithm():

@@ -2,7 +2,8 @@
 properties each one's words imply, its keys range-checked and never silently inert, its preset differing from
 `etr` in ETR keys only, and the G = 8 table of the algorithm document computed by the code and checked by hand.
 
-One real trainer step per reading preset is in test_trainer_e2e.py (slow)."""
+A real trainer step for the reading presets whose path to the workers differs (etr_upper, etr_budget) is in
+test_trainer_e2e.py (slow)."""
 
 from __future__ import annotations
 

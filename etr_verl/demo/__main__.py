@@ -3,8 +3,10 @@
 1. builds the miniature task locally (:mod:`etr_verl.demo.task`): data in verl's parquet schema graded by verl's
    gsm8k reward, a character-level tokenizer, a ~100k-parameter Qwen2 with a short supervised warm start;
 2. runs ``python -m etr_verl.main backend=local_cpu algo=<algo>`` for each algorithm — verl's V1 trainer with
-   Ray on loopback, an FSDP2 actor, the hf rollout, reward, advantages, the loss, weight sync and validation;
-3. writes ``<out>/<algo>.jsonl`` (verl's file logger), ``<out>/*.png`` plots and ``<out>/summary.md``.
+   Ray on loopback, an FSDP2 actor, verl's vLLM rollout (vLLM's CPU build), reward, advantages, the loss, the
+   weight sync to vLLM and validation;
+3. writes ``<out>/<algo>.jsonl`` (verl's file logger), ``<out>/*.png`` plots and ``<out>/summary.md`` (which
+   names the rollout engine that served the runs, read from their logs).
 
     python -m etr_verl.demo                       # defaults below, ~5 minutes on 2 cores
     python -m etr_verl.demo --steps 4 --algos etr  # a quicker look

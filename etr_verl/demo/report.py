@@ -68,9 +68,22 @@ def write_report(out: Path, algos: list[str]) -> str:
         fig.tight_layout()
         fig.savefig(out / filename, dpi=110)
         plt.close(fig)
-    summary = summary_table(runs)
+    engines = sorted({rollout_engine((out / f"{algo}.log").read_text(errors="replace"))
+                      for algo in algos if (out / f"{algo}.log").exists()})
+    summary = f"Rollout engine: {', '.join(engines) or 'unknown (no run log)'}\n\n" + summary_table(runs)
     (out / "summary.md").write_text(summary + "\n")
     return summary
+
+
+def rollout_engine(log: str) -> str:
+    """The engine that served a run's rollouts, read from its log (the Ray actor that generated)."""
+    from importlib import metadata
+
+    if "vLLMHttpServer" in log:
+        return f"vLLM {metadata.version('vllm')} (verl's vLLM rollout: vLLMHttpServer, weight sync every step)"
+    if "HFGenerationServer" in log:
+        return "transformers (etr-verl's hf replica, backend=local_cpu_hf)"
+    return "unknown (neither vLLM's nor the hf replica's server appears in the log)"
 
 
 def summary_table(runs: dict[str, list[dict]]) -> str:

@@ -14,13 +14,14 @@ def trainer_overrides(task: dict[str, str], algo: str, steps: int, seed: int, ou
                       prompts_per_step: int = 8, group_size: int = 8, updates_per_step: int = 4,
                       test_freq: int = 5, lr: float = 1e-4, val_before_train: bool = True,
                       save_freq: int = -1, max_response_length: int = 10, val_samples: int = 0,
-                      ppo_epochs: int = 1) -> list[str]:
+                      ppo_epochs: int = 1, backend: str = "local_cpu") -> list[str]:
     """The demo's verl config, as overrides of etr_verl's ``etr_trainer`` (every value visible here).
 
     ``updates_per_step`` mini-batches per step, each seen ``ppo_epochs`` times, keep the updates off-policy, so
     that clip bounds can bind.
     ``val_samples = 0``: greedy validation (one response per prompt); ``k > 0``: ``k`` responses per prompt at
-    temperature 1, so that verl's validation reports ``mean@k`` and ``best@k`` (pass@k for 0/1 rewards)."""
+    temperature 1, so that verl's validation reports ``mean@k`` and ``best@k`` (pass@k for 0/1 rewards).
+    ``backend``: ``local_cpu`` (verl's vLLM rollout) or ``local_cpu_hf`` (the reproducible transformers replica)."""
     mini_batch_prompts = max(1, prompts_per_step // updates_per_step)
     if val_samples > 0:
         validation = ["actor_rollout_ref.rollout.val_kwargs.do_sample=true",
@@ -29,7 +30,7 @@ def trainer_overrides(task: dict[str, str], algo: str, steps: int, seed: int, ou
     else:
         validation = ["actor_rollout_ref.rollout.val_kwargs.do_sample=false"]
     return [
-        "backend=local_cpu",
+        f"backend={backend}",
         f"algo={algo}",
         f"data.train_files={task['train']}",
         f"data.val_files={task['val']}",

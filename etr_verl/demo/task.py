@@ -66,13 +66,15 @@ def _byte_level(char: str) -> str:
     return chr(256 + shift)
 
 
-def build_model(path: Path, tokenizer, seed: int = 0, hidden: int = 64, layers: int = 2):
+def build_model(path: Path, tokenizer, seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4,
+                kv_heads: int = 2):
+    """A tiny Qwen2 (``hidden`` wide, ``layers`` deep, head size ``hidden / heads``)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=True,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=128, tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         torch_dtype="float32",
     )
@@ -140,13 +142,14 @@ def build_task(out_dir: Path, seed: int = 0, warm_steps: int = 600, accuracy: fl
     """Build (or reuse) tokenizer + warm-started model + train/val parquet under ``out_dir``."""
     out_dir = Path(out_dir)
     model_dir, marker = out_dir / "model", out_dir / "task.json"
-    spec = {"seed": seed, "warm_steps": warm_steps, "accuracy": accuracy, "n_train": n_train, "n_val": n_val}
+    spec = {"seed": seed, "warm_steps": warm_steps, "accuracy": accuracy, "n_train": n_train, "n_val": n_val, "heads": 2}
     paths = {"model": str(model_dir), "train": str(out_dir / "train.parquet"), "val": str(out_dir / "val.parquet")}
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return paths
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(model_dir)
-    model = build_model(model_dir, tokenizer, seed)
+    # head size 32: vLLM's CPU attention supports 32, 64, 80, ... (not 16); as many parameters as 4 heads of 16
+    model = build_model(model_dir, tokenizer, seed, heads=2, kv_heads=1)
     warm_start(model, tokenizer, seed, warm_steps, accuracy, log)
     model.save_pretrained(model_dir)
     write_parquet(Path(paths["train"]), "train", seed + 1, n_train)

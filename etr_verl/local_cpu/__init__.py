@@ -5,9 +5,12 @@ rollout only through vLLM/SGLang/TensorRT-LLM servers). This subpackage adds, th
 
 1. a ``cpu`` platform (``PlatformRegistry``; selected with ``VERL_PLATFORM=cpu``): device ``cpu``, backend
    ``gloo``, Ray resource ``GPU`` backed by logical GPUs (``ray_init.num_gpus``);
-2. a rollout replica named ``hf`` (``RolloutReplicaRegistry``, plus the worker-side adapter in the rollout
-   registry): a Ray actor generating with ``transformers`` and returning token ids and log-probs;
-3. one behaviour patch: the worker's process-group initialisation uses plain ``gloo`` (verl builds
+2. verl's own vLLM rollout on vLLM's CPU build, its weight sender's waits bounded (:mod:`.vllm_weight_sync`, via
+   the rollout registry); vLLM's side is :mod:`.vllm_plugin`, loaded by vLLM's ``vllm.general_plugins``;
+3. a rollout replica named ``hf`` (``RolloutReplicaRegistry``, plus the worker-side adapter in the rollout
+   registry): a Ray actor generating with ``transformers`` and returning token ids and log-probs, for
+   ``backend=local_cpu_hf`` only (reproducible rollouts: the preset says why it exists);
+4. one behaviour patch: the worker's process-group initialisation uses plain ``gloo`` (verl builds
    ``cpu:gloo,<device>:<backend>``, which torch rejects when the device is ``cpu``).
 
 It is activated by the ``etr_verl.plugin`` entry point only when ``VERL_PLATFORM=cpu`` is set, so it never loads
@@ -27,7 +30,7 @@ def is_requested() -> bool:
 
 
 def activate() -> None:
-    """Register the CPU platform, the ``hf`` rollout and the gloo patch in this process. Idempotent."""
+    """Register the CPU platform, the rollouts and the gloo patch in this process. Idempotent."""
     global _active
     if _active:
         return
@@ -46,8 +49,18 @@ def activate() -> None:
 
     platform.register()
     register_hf_rollout()
+    register_vllm_rollout()
     patches.apply()
     _active = True
+
+
+def register_vllm_rollout() -> None:
+    """verl's vLLM rollout, its weight sender's waits bounded (:mod:`etr_verl.local_cpu.vllm_weight_sync`): the
+    registry entry names a module that re-exports verl's ``ServerAdapter`` after bounding them, imported only when
+    verl builds a vLLM rollout."""
+    from verl.workers.rollout import base
+
+    base._ROLLOUT_REGISTRY[("vllm", "async")] = "etr_verl.local_cpu.vllm_weight_sync.ServerAdapter"
 
 
 def register_hf_rollout() -> None:

@@ -61,18 +61,26 @@ def interface_of(address: str) -> str | None:
 
 
 def loopback_store(rank: int, world_size: int, timeout: timedelta) -> dist.Store:
-    """The rendezvous store: in memory for one process, else a TCPStore whose server socket is bound to
-    ``$MASTER_ADDR:$MASTER_PORT`` only (torch's own would listen on all interfaces), ``MASTER_ADDR`` being loopback
-    or one of the hosts named in ``ETR_LOCAL_CPU_HOSTS``. Across hosts, gloo's own sockets go through the interface
-    that holds this node's address (``GLOO_SOCKET_IFNAME``): by default gloo takes the address the hostname
-    resolves to, often 127.0.x.x, which the other host cannot reach."""
+    """verl's worker group: :func:`bound_store` at ``$MASTER_ADDR:$MASTER_PORT``."""
     if world_size == 1:
         return dist.HashStore()
-    host, port = os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ["MASTER_PORT"])
+    return bound_store(os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ["MASTER_PORT"]), rank, world_size,
+                       timeout, address_source="MASTER_ADDR")
+
+
+def bound_store(host: str, port: int, rank: int, world_size: int, timeout: timedelta,
+                address_source: str = "the rendezvous address") -> dist.Store:
+    """The rendezvous store: in memory for one process, else a TCPStore whose server socket is bound to
+    ``host:port`` only (torch's own would listen on all interfaces), ``host`` being loopback or one of the hosts
+    named in ``ETR_LOCAL_CPU_HOSTS``. Across hosts, gloo's own sockets go through the interface that holds this
+    node's address (``GLOO_SOCKET_IFNAME``): by default gloo takes the address the hostname resolves to, often
+    127.0.x.x, which the other host cannot reach."""
+    if world_size == 1:
+        return dist.HashStore()
     if host not in allowed_hosts():
         raise RuntimeError(
-            f"the local CPU backend listens on loopback only, and MASTER_ADDR={host!r} is not loopback. To run it "
-            f"across hosts of your own (e.g. a test's network namespaces), name their addresses on every node: "
+            f"the local CPU backend listens on loopback only, and {address_source}={host!r} is not loopback. To run "
+            f"it across hosts of your own (e.g. a test's network namespaces), name their addresses on every node: "
             f"{HOSTS_ENV}={host},... (only the addresses named there are accepted)"
         )
     if host not in LOOPBACK_HOSTS and "GLOO_SOCKET_IFNAME" not in os.environ:
