@@ -1,6 +1,7 @@
 """verl's real trainers with ETR on the local CPU backend: the V1 sync trainer, the V1 colocated async trainer and the
 legacy RayPPOTrainer run, ETR acts exactly in their workers, the hf replica repeats its first step, Ray stays on
-loopback, and a checkpoint resumes at the right step; the reading presets whose path differs train a real step.
+loopback, and a checkpoint resumes at the right step; the reading presets whose path differs train a real step (each
+on one of the other trainers: one run proves both).
 Rollouts are verl's vLLM rollout (the transformers replica where the test says why). (Slowest tests of the suite.)
 
 ``separate_async`` is not run here: verl refuses it with the ``naive`` checkpoint engine (it needs nccl/nixl/
@@ -130,25 +131,50 @@ def _legacy_trainer_runs_without_flash_attn() -> bool:
     return True
 
 
-@pytest.mark.parametrize("trainer", [
-    pytest.param(["trainer.use_v1=false"], id="legacy", marks=pytest.mark.skipif(
+# the readings of docs/algorithm.md, section 2b, are algo= presets that reach the workers through the same policy-loss
+# config; a real step for each of the two whose path differs: etr_upper (the other bound is the elastic one) and
+# etr_budget (the driver's factors travel in verl's returns), each on one of the other trainers. etr_linear, etr_tanh,
+# etr_floor and etr_additive differ from these only in the factor's formula, which test_readings.py checks through
+# verl's worker-side loss (exact at zero, monotone, bounded, micro-batch invariant) and test_main_config.py composes
+# and validates as presets.
+@pytest.mark.parametrize("trainer,algo", [
+    pytest.param(["trainer.use_v1=false"], "etr_budget", id="legacy-etr_budget", marks=pytest.mark.skipif(
         not _legacy_trainer_runs_without_flash_attn(),
         reason="this verl's legacy trainer needs flash-attn (CUDA) in the driver; verl 0.9.1 does not")),
-    pytest.param(["trainer.v1.trainer_mode=colocate_async"], id="colocate_async"),
-    pytest.param(["trainer.v1.trainer_mode=sync"], id="sync", marks=pytest.mark.skipif(
+    pytest.param(["trainer.v1.trainer_mode=colocate_async"], "etr_upper", id="colocate_async-etr_upper"),
+    pytest.param(["trainer.v1.trainer_mode=sync"], "etr", id="sync-etr", marks=pytest.mark.skipif(
         _is_primary_verl(), reason="on the primary verl, test_etr_runs_in_the_workers runs the sync trainer")),
 ])
-def test_etr_is_exact_on_the_other_trainers(task, tmp_path, trainer):
-    """One override switches verl's trainer; ETR's loss function is installed and the macro signal is exact there."""
+def test_etr_is_exact_on_the_other_trainers(task, tmp_path, trainer, algo):
+    """One override switches verl's trainer; ETR's loss function is installed and the macro signal is exact there,
+    for the reading preset the run uses."""
     watch = ListenerWatch()
     try:
-        rows = _run(task, tmp_path, "other", steps=1, watch=watch, extra=trainer)
+        rows = _run(task, tmp_path, "other", steps=1, algo=algo, watch=watch, extra=trainer)
     finally:
         addresses = watch.stop()
     assert [r["step"] for r in rows] == [1]
-    _assert_exact_etr(rows)
-    assert rows[0]["actor/grad_norm"] > 0
+    (row,) = rows
+    if algo == "etr":
+        _assert_exact_etr(rows)
+    else:
+        _assert_reading_acts(row, algo)
+    assert row["actor/grad_norm"] > 0
     assert addresses and all(LOOPBACK.match(a) for a in addresses), addresses
+
+
+def _assert_reading_acts(row: dict, algo: str) -> None:
+    # etr_budget's loss gets the driver's factors, not the variance ratios it would summarise
+    keys = [k for k in ETR_KEYS if not (algo == "etr_budget" and k == "actor/etr/zero_variance_share")]
+    for key in keys:
+        assert key in row and math.isfinite(row[key]), key
+    if algo == "etr_budget":  # the whole batch's factors travelled in verl's returns (negated, in [-2, -0.5])
+        assert -2.0 <= row["critic/returns/mean"] <= -0.5
+    assert row["actor/etr/macro_from_driver"] == 1.0
+    moving = "eps_high" if algo == "etr_upper" else "eps_low"  # the bound the reading scales is elastic
+    assert row[f"actor/etr/{moving}_min"] < 0.2 - 1e-6 or row[f"actor/etr/{moving}_max"] > 0.2 + 1e-6
+    if algo == "etr_upper":  # and the other one stays GRPO's
+        assert row["actor/etr/eps_low_min"] == row["actor/etr/eps_low_max"] == pytest.approx(0.2)
 
 
 def test_a_successful_run_ends_without_a_teardown_traceback(first_run):
@@ -157,25 +183,3 @@ def test_a_successful_run_ends_without_a_teardown_traceback(first_run):
     assert "is killed by signal" not in log and "Traceback" not in log.split("Final validation metrics")[-1]
 
 
-# the readings of docs/algorithm.md, section 2b, are algo= presets that reach the workers through the same policy-loss
-# config; a real step for each of the two whose path differs: etr_upper (the other bound is the elastic one) and
-# etr_budget (the driver's factors travel in verl's returns). etr_linear, etr_tanh, etr_floor and etr_additive differ
-# from these only in the factor's formula, which test_readings.py checks through verl's worker-side loss (exact at
-# zero, monotone, bounded, micro-batch invariant) and test_main_config.py composes and validates as presets.
-READING_PRESETS = ("etr_upper", "etr_budget")
-
-
-@pytest.mark.parametrize("algo", READING_PRESETS)
-def test_each_reading_preset_trains_a_real_step(task, tmp_path, algo):
-    (row,) = _run(task, tmp_path, algo, steps=1, algo=algo)
-    # etr_budget's loss gets the driver's factors, not the variance ratios it would summarise
-    keys = [k for k in ETR_KEYS if not (algo == "etr_budget" and k == "actor/etr/zero_variance_share")]
-    for key in keys:
-        assert key in row and math.isfinite(row[key]), key
-    if algo == "etr_budget":  # the whole batch's factors travelled in verl's returns (negated, in [-2, -0.5])
-        assert -2.0 <= row["critic/returns/mean"] <= -0.5
-    assert row["actor/etr/macro_from_driver"] == 1.0 and row["actor/grad_norm"] > 0
-    moving = "eps_high" if algo == "etr_upper" else "eps_low"  # the bound the reading scales is elastic
-    assert row[f"actor/etr/{moving}_min"] < 0.2 - 1e-6 or row[f"actor/etr/{moving}_max"] > 0.2 + 1e-6
-    if algo == "etr_upper":  # and the other one stays GRPO's
-        assert row["actor/etr/eps_low_min"] == row["actor/etr/eps_low_max"] == pytest.approx(0.2)
