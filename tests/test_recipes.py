@@ -24,7 +24,9 @@ from etr_verl.main import RESOLVED_CONFIG_MARKER
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 TRAIN, SUBMIT, EVALUATE = RECIPES / "train.sh", RECIPES / "submit.sh", RECIPES / "eval" / "evaluate_checkpoint.sh"
-SHELL_SCRIPTS = sorted(RECIPES.rglob("*.sh"))
+# the launchers, and the project's other shell scripts (install, image base, CI)
+SHELL_SCRIPTS = sorted([*RECIPES.rglob("*.sh"), *(ROOT / "requirements").glob("*.sh"), *(ROOT / "docker").glob("*.sh"),
+                        ROOT / ".ci" / "run"])
 VENV_BIN = Path(sys.executable).parent
 PINNED_VERL = next(line.split(":", 1)[1].strip() for line in (RECIPES / "REQUIRED_VERL.txt").read_text().splitlines()
                    if line.startswith("version:"))

@@ -1,0 +1,201 @@
+"""`make image-test`: build the CPU image from docker/Dockerfile and use it as a user would.
+
+    python3 docker/image_test.py            # podman here (docker where it runs); ETR_IMAGE_ENGINE=podman|docker picks
+
+1. the base: docker/cpu-base.sh (debootstrap; no registry);
+2. the image: docker/Dockerfile with VARIANT=cpu, this machine's pip cache mounted (podman), its size printed;
+3. hygiene: no secret in the image's environment, build history or home directories; it runs as a non-root user;
+4. inside the container, with no network (Ray, vLLM and torch on the container's loopback by construction):
+   `python -m etr_verl.check_install --require-vllm --require-experiments`, one real ETR training step
+   (`python -m etr_verl.demo --steps 1 --algos etr`: the tiny task built inside, verl's vLLM rollout) whose metrics
+   must show ETR's exact macro signal, and `bash recipes/train.sh EXPERIMENT --dry-run`;
+5. clean-up: podman's storage is private to the run (a directory removed at the end), so nothing is left behind;
+   with docker, the two images are removed.
+Exits 0 with "skipped: <why>" where no container engine can run, non-zero with the failing step named otherwise.
+Standard library only: it runs before (and without) the project's venv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_TAG = "localhost/etr-verl-cpu-base:bookworm"
+IMAGE_TAG = "localhost/etr-verl:cpu-test"
+EXPERIMENT = "qwen3_8b_base_dapo17k"
+CONTAINER_UID = 2000  # the Dockerfile's user etr
+# podman on this kind of VM: crun cannot set RLIMIT_NOFILE ("Operation not permitted"), so runc; limits within the
+# host's hard limits (podman's defaults exceed them); "docker" format keeps SHELL (pipefail) in the build
+PODMAN_GLOBAL = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+ULIMITS = ["--ulimit", "nofile=16384:16384", "--ulimit", "nproc=8192:8192"]
+SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|CREDENTIAL)", re.I)
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def log(message: str) -> None:
+    print(f"[image-test] {message}", flush=True)
+
+
+def run(cmd: list[str], step: str, timeout: float, capture: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    start = time.monotonic()
+    try:
+        result = subprocess.run(cmd, text=True, timeout=timeout, capture_output=capture, **kwargs)
+    except subprocess.TimeoutExpired as exc:
+        raise StepFailed(f"{step}: no result after {timeout:.0f} s") from exc
+    if result.returncode != 0:
+        tail = ((result.stdout or "") + (result.stderr or ""))[-3000:] if capture else "(output above)"
+        raise StepFailed(f"{step}: exit {result.returncode}\n{tail}")
+    log(f"{step}: ok ({time.monotonic() - start:.0f} s)")
+    return result
+
+
+def engine_command() -> tuple[list[str], str] | str:
+    """The engine's command line, or the reasons none can run here."""
+    wanted = os.environ.get("ETR_IMAGE_ENGINE")
+    reasons = []
+    for name in ([wanted] if wanted else ["podman", "docker"]):
+        if not shutil.which(name):
+            reasons.append(f"{name} is not installed")
+            continue
+        storage = None
+        if name == "podman":
+            if os.geteuid() != 0:
+                reasons.append("podman needs root here (rootful podman)")
+                continue
+            if not shutil.which("runc"):
+                reasons.append("podman is installed but runc is not (apt-get install runc)")
+                continue
+            storage = Path(tempfile.mkdtemp(prefix="etr-image-test-", dir="/var/tmp"))
+            cmd = ["podman", *PODMAN_GLOBAL, "--root", str(storage / "root"), "--runroot", str(storage / "run"),
+                   "--storage-driver", os.environ.get("ETR_PODMAN_STORAGE_DRIVER", "vfs")]
+        else:
+            cmd = ["docker"]
+        probe = subprocess.run([*cmd, "info"], capture_output=True, text=True, timeout=120)
+        if probe.returncode == 0:
+            return cmd, name
+        last = (probe.stderr or probe.stdout).strip().splitlines()[-1:]
+        reasons.append(f"{name} is installed but `{name} info` fails: {' '.join(last)}")
+        if storage:
+            shutil.rmtree(storage, ignore_errors=True)
+    return "no container engine runs here (" + "; ".join(reasons) + "): apt-get install podman runc debootstrap"
+
+
+def build(engine: list[str], name: str) -> None:
+    if not shutil.which("debootstrap"):
+        raise StepFailed("base: debootstrap is missing (apt-get install debootstrap)")
+    run(["bash", str(ROOT / "docker" / "cpu-base.sh"), " ".join(engine), BASE_TAG], "base (docker/cpu-base.sh)",
+        timeout=900)
+    args = [*engine, "build", "-f", str(ROOT / "docker" / "Dockerfile"), "-t", IMAGE_TAG,
+            "--build-arg", f"BASE_IMAGE={BASE_TAG}", "--build-arg", "VARIANT=cpu"]
+    if name == "podman":
+        # pip needs the network during the build; this machine's pip cache saves the downloads make install made
+        cache = Path(os.environ.get("PIP_CACHE_DIR", Path.home() / ".cache" / "pip"))
+        cache.mkdir(parents=True, exist_ok=True)
+        args += ["--format", "docker", "--network", "host", *ULIMITS, "--volume", f"{cache}:/pip-cache",
+                 "--build-arg", "PIP_CACHE_DIR=/pip-cache"]
+    run([*args, str(ROOT)], "build (docker/Dockerfile, VARIANT=cpu)", timeout=1500)
+    size = run([*engine, "image", "inspect", "--format", "{{.Size}}", IMAGE_TAG], "size", 60, capture=True)
+    log(f"image {IMAGE_TAG}: {int(size.stdout.strip()) / 1e9:.2f} GB")
+
+
+def check_hygiene(engine: list[str]) -> None:
+    inspect = json.loads(run([*engine, "image", "inspect", IMAGE_TAG], "inspect", 60, capture=True).stdout)[0]
+    config = inspect.get("Config") or inspect.get("config") or {}
+    env = config.get("Env") or []
+    leaked = [e.split("=", 1)[0] for e in env if SECRET_NAME.search(e.split("=", 1)[0])]
+    if leaked:
+        raise StepFailed(f"hygiene: the image's environment names secrets: {leaked}")
+    history = run([*engine, "history", "--no-trunc", "--format", "{{.CreatedBy}}", IMAGE_TAG], "history", 60,
+                  capture=True).stdout
+    leaked = sorted(set(m.group(0) for m in re.finditer(r"\b\w*(TOKEN|SECRET|PASSWORD|API_KEY)\w*=\S+", history)))
+    if leaked:
+        raise StepFailed(f"hygiene: the build history holds {leaked}")
+    user = str(config.get("User", ""))
+    if user in ("", "0", "root"):
+        raise StepFailed(f"hygiene: the image runs as root (User={user!r})")
+    files = run([*engine, "run", "--rm", "--network", "none", *ULIMITS, IMAGE_TAG, "bash", "-c",
+                 "id -u; ls -a /root /home/etr 2>/dev/null; ls /root/.cache/pip /home/etr/.cache/pip 2>/dev/null "
+                 "| head -1; ls /root/.ray /home/etr/.ray 2>/dev/null; true"],
+                "user and home directories", 120, capture=True).stdout.split()
+    if files[0] != str(CONTAINER_UID):
+        raise StepFailed(f"hygiene: the container runs as uid {files[0]}, not {CONTAINER_UID}")
+    if any(f in ("auth_token", "http", "wheels", "selfcheck") for f in files):
+        raise StepFailed(f"hygiene: a Ray token or pip cache is in the image: {files}")
+    log(f"hygiene: ok (user {user}, uid {files[0]}; no secret in environment, history or home)")
+
+
+def run_inside(engine: list[str], out: Path) -> None:
+    container = [*engine, "run", "--rm", "--network", "none", *ULIMITS, "--shm-size", "2g",
+                 "--volume", f"{out}:/work", "--workdir", "/work", IMAGE_TAG]
+    run([*container, "python", "-m", "etr_verl.check_install", "--require-vllm", "--require-experiments"],
+        "inside: check_install", timeout=300)
+    run([*container, "python", "-m", "etr_verl.demo", "--steps", "1", "--algos", "etr", "--out", "/work/demo"],
+        "inside: one real ETR step (python -m etr_verl.demo --steps 1 --algos etr)", timeout=900)
+    rows = [json.loads(line) for line in (out / "demo" / "etr.jsonl").read_text().splitlines() if line.strip()]
+    steps = [row for row in rows if "actor/etr/macro_from_driver" in row.get("data", {})]
+    if len(steps) != 1 or steps[0]["data"]["actor/etr/macro_from_driver"] != 1.0:
+        raise StepFailed(f"inside: the step's metrics lack ETR's exact macro signal: {[r.get('step') for r in rows]}")
+    summary = (out / "demo" / "summary.md").read_text()
+    if "Rollout engine: vLLM" not in summary:
+        raise StepFailed(f"inside: the run did not roll out with vLLM:\n{summary}")
+    data = steps[0]["data"]
+    log(f"inside: step 1 trained with verl's vLLM rollout: macro_from_driver {data['actor/etr/macro_from_driver']}, "
+        f"factor_mean {data['actor/etr/factor_mean']:.3f}, grad_norm {data['actor/grad_norm']:.3f}")
+    dry = run([*container, "bash", "/opt/etr-verl/recipes/train.sh", EXPERIMENT, "algo=etr", "--dry-run"],
+              f"inside: recipes/train.sh {EXPERIMENT} --dry-run", timeout=300, capture=True)
+    if "loss_mode: etr" not in dry.stdout + dry.stderr:
+        raise StepFailed(f"inside: the dry run printed no ETR config:\n{(dry.stdout + dry.stderr)[-2000:]}")
+
+
+def clean_up(engine: list[str], name: str) -> None:
+    if name == "podman":
+        storage = Path(engine[engine.index("--root") + 1]).parent
+        subprocess.run([*engine, "system", "reset", "--force"], capture_output=True, timeout=600)
+        shutil.rmtree(storage, ignore_errors=True)
+        log(f"clean-up: podman storage {storage} removed")
+    else:
+        subprocess.run(["docker", "rmi", "-f", IMAGE_TAG, BASE_TAG], capture_output=True, timeout=600)
+        log("clean-up: images removed")
+
+
+def main() -> int:
+    found = engine_command()
+    if isinstance(found, str):
+        log(f"skipped: {found}")
+        return 0
+    engine, name = found
+    log(f"engine: {' '.join(engine)}")
+    start = time.monotonic()
+    out = Path(tempfile.mkdtemp(prefix="etr-image-run-", dir="/var/tmp"))
+    try:
+        build(engine, name)
+        check_hygiene(engine)
+        if os.geteuid() == 0:  # the container's user writes the run's files there
+            os.chown(out, CONTAINER_UID, CONTAINER_UID)
+        else:
+            out.chmod(0o777)
+        run_inside(engine, out)
+    except StepFailed as exc:
+        log(f"FAILED: {exc}")
+        return 1
+    finally:
+        clean_up(engine, name)
+        shutil.rmtree(out, ignore_errors=True)
+        log(f"took {time.monotonic() - start:.0f} s")
+    log("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
