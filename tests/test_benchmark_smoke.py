@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# not run on the other verl releases by `make test-versions`: the benchmarks are run and reported on the primary verl
+pytestmark = pytest.mark.verl_independent
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "overhead.py"
 
 

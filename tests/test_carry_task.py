@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from etr_testkit import load_script
 
+# not run on the other verl releases by `make test-versions`: the learning benchmark's task files
+pytestmark = pytest.mark.verl_independent
+
 ROOT = Path(__file__).resolve().parents[1]
 carry = load_script(ROOT / "benchmarks" / "carry_task.py", "carry_task")
 

@@ -6,6 +6,9 @@ import pytest
 
 from etr_verl.demo.report import rollout_engine
 
+# not run on the other verl releases by `make test-versions`: the demo's report from saved metrics
+pytestmark = pytest.mark.verl_independent
+
 
 def test_the_engine_is_read_from_the_ray_actor_that_generated():
     assert rollout_engine("(HFGenerationServer pid=1) ready").startswith("transformers (etr-verl's hf replica")

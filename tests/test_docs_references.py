@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# not run on the other verl releases by `make test-versions`: docs
+pytestmark = pytest.mark.verl_independent
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "etr_verl").rglob("*.py"),
                   *(ROOT / "recipes").rglob("*.py"), *(ROOT / "recipes").rglob("*.sh"),

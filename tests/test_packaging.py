@@ -7,6 +7,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+# not run on the other verl releases by `make test-versions`: the wheel's files
+pytestmark = pytest.mark.verl_independent
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

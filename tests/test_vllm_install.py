@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from etr_testkit import user_env
 
+# not run on the other verl releases by `make test-versions`: vLLM's CPU build is installed with the primary verl only
+pytestmark = pytest.mark.verl_independent
+
 ROOT = Path(__file__).resolve().parents[1]
 MAKEFILE = (ROOT / "Makefile").read_text()
 VLLM_CPU = next(line.split(":=")[1].strip() for line in MAKEFILE.splitlines() if line.startswith("VLLM_CPU :="))
