@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes the CPU image's base without a registry and imports it into a container engine:
-# Debian bookworm (debootstrap --variant=minbase) with Python 3.11, venv, g++ (torch.compile's CPU backend) and this
-# machine's CA certificates (so that pip inside the build trusts the same network as pip here), a venv at /opt/venv
-# first on PATH (Debian's own Python is "externally managed", PEP 668) and torch 2.13.0, CPU build, in it.
+# Debian bookworm (debootstrap --variant=minbase) with Python 3.11, venv, g++ and the Python headers (torch.compile's
+# CPU backend, which vLLM's CPU sampler uses), libnuma1 (vLLM's CPU kernels link it) and this machine's CA
+# certificates (so that pip inside the build trusts the same network as pip here), a venv at /opt/venv first on PATH
+# (Debian's own Python is "externally managed", PEP 668) and torch 2.13.0, CPU build, in it.
 #
 #   docker/cpu-base.sh "podman --root ..." TAG            # run as root (debootstrap, chroot)
 #
@@ -14,9 +15,10 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 torch_version=$(sed -n 's/^torch==//p' "$(dirname "$0")/../constraints.txt")
 rootfs=$(mktemp -d /var/tmp/etr-cpu-base.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
+chmod 755 "$rootfs"  # it becomes the image's /: mktemp's 0700 would let no user but root run anything there
 
 start=$SECONDS
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,g++ bookworm "$rootfs" "$mirror" \
+debootstrap --variant=minbase --include=python3,python3-venv,python3-dev,ca-certificates,g++,libnuma1 bookworm "$rootfs" "$mirror" \
   > "$rootfs.log" 2>&1 || { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
 rm -f "$rootfs.log"
 echo "[cpu-base] debootstrap: $((SECONDS - start)) s"

