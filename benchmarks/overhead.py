@@ -18,8 +18,8 @@ whatever ``--device`` says, as in verl, whose driver process computes the advant
 verl imports Ray when it is imported; on a machine without Ray, put ``benchmarks/without_ray`` on ``PYTHONPATH``
 (a stand-in that gives verl the one name it reads at import; the benchmark never uses Ray).
 
-Targets (issue 5): loss time ratio <= 1.25 and peak-memory ratio <= 1.3 vs vanilla; etr_grpo >= 20x faster
-than grpo and within 1.5x of grpo_vectorized.
+Targets (issue 29): loss time ratio <= 1.10 and peak-memory ratio <= 1.1 vs vanilla; etr_grpo >= 20x faster
+than grpo and within 1.3x of grpo_vectorized.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from etr_verl.config import EtrPolicyLossConfig
 
 FULL_SHAPES = [(8, 4096), (16, 8192), (32, 4096), (32, 16384)]
 QUICK_SHAPES = [(4, 512)]
+ESTIMATOR_SHAPES = [(512, 16, 256), (256, 8, 8192)]  # prompts x responses x tokens: a batch, a long-response batch
 
 
 def parse_shapes(text: str) -> list[tuple[int, int]]:
@@ -204,20 +205,21 @@ def bench_estimators(n_prompts, group, length, reps):
         "grpo_vectorized": lambda: compute_grpo_vectorized_outcome_advantage(rewards, mask, index),
         "etr_grpo": lambda: compute_etr_grpo_advantage(rewards, mask, index, config=config),
     }
-    times = {}
-    for name, fn in fns.items():
-        fn()
-        samples = []
-        for _ in range(reps):
+    # in alternation, as the losses: one call of each per repetition after two warm-ups, so that the machine's
+    # drift and the allocator's state (fresh (bs, T) outputs page-fault or not) hit them alike
+    samples = {name: [] for name in fns}
+    for rep in range(reps + 2):
+        for name, fn in fns.items():
             start = time.perf_counter()
             fn()
-            samples.append(time.perf_counter() - start)
-        times[name] = statistics.median(samples)
+            if rep >= 2:
+                samples[name].append(time.perf_counter() - start)
+    times = {name: statistics.median(values) for name, values in samples.items()}
     print(f"\nadvantage estimators, {n_prompts} prompts x {group} responses x {length} tokens (CPU):")
     for name, t in times.items():
         print(f"  {name:>16}: {t * 1e3:9.2f} ms")
     print(f"  etr_grpo speed-up vs grpo: {times['grpo'] / times['etr_grpo']:.1f}x (target >= 20x)")
-    print(f"  etr_grpo / grpo_vectorized: {times['etr_grpo'] / times['grpo_vectorized']:.2f} (target <= 1.5)")
+    print(f"  etr_grpo / grpo_vectorized: {times['etr_grpo'] / times['grpo_vectorized']:.2f} (target <= 1.3)")
 
 
 def main() -> None:
@@ -237,9 +239,10 @@ def main() -> None:
     print(f"device: {name}; torch {torch.__version__}; reps {reps} (times: medians; time ratio: median of the "
           "per-repetition ratios)\n")
     worst, worst_memory = bench_losses(shapes, [torch.float32, torch.bfloat16], args.device, reps)
-    print(f"\nworst loss time ratio: {worst:.2f} (target <= 1.25)")
-    print(f"worst loss peak-memory ratio: {worst_memory:.2f} (target <= 1.3)")
-    bench_estimators(64 if args.quick else 512, 16, 32 if args.quick else 256, reps)
+    print(f"\nworst loss time ratio: {worst:.2f} (target <= 1.10)")
+    print(f"worst loss peak-memory ratio: {worst_memory:.2f} (target <= 1.1)")
+    for n_prompts, group, length in ([(64, 16, 32)] if args.quick else ESTIMATOR_SHAPES):
+        bench_estimators(n_prompts, group, length, reps)
 
 
 if __name__ == "__main__":

@@ -219,12 +219,15 @@ def response_advantage_magnitude(advantages: torch.Tensor, response_mask: torch.
 def response_has_tokens(response_mask: torch.Tensor) -> torch.Tensor:
     """``(bs, T)`` mask -> ``(bs,)`` bool, rows with at least one valid token (verl's padding rows have none).
 
-    A bool mask is reduced as bytes (``amax`` of its ``uint8`` view): the same answer as ``any(dim=-1)``,
-    which is an order of magnitude slower on the CPU for long rows.
+    A numeric mask holds 0/1 weights, as verl's (its response lengths are ``response_mask.sum(-1)``): a row has a
+    token when its largest entry is positive. One pass, no ``(bs, T)`` temporary, and an order of magnitude faster
+    on the CPU for long rows than ``any(dim=-1)``; a bool mask is reduced as bytes (``amax`` of its ``uint8`` view).
     """
-    if response_mask.dtype != torch.bool:
-        response_mask = response_mask != 0
-    return response_mask.view(torch.uint8).amax(dim=-1).bool()
+    if response_mask.shape[-1] == 0:
+        return torch.zeros(response_mask.shape[:-1], dtype=torch.bool, device=response_mask.device)
+    if response_mask.dtype == torch.bool:
+        return response_mask.view(torch.uint8).amax(dim=-1).bool()
+    return response_mask.amax(dim=-1) > 0
 
 
 def _rounded_once(function, values: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,9 @@ import torch
 
 from etr_verl import elastic
 
+# not run on the other verl releases by `make test-versions`: ETR's pure-torch kernels
+pytestmark = pytest.mark.verl_independent
+
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 def test_clamp_ratio_equals_torch_clamp_in_values_and_gradient(dtype):
@@ -53,6 +56,10 @@ def test_response_has_tokens_equals_any(dtype):
     assert got.dtype == torch.bool
     assert torch.equal(got, mask.any(dim=-1))
     assert not got[2] and got[4]
+    if dtype != torch.bool:  # 0/1 weights, as verl's masks: a fractional weight counts, 0 does not
+        weights = mask.to(dtype) * (3 if dtype == torch.int64 else 0.25)
+        assert torch.equal(elastic.response_has_tokens(weights), mask.any(dim=-1))
+    assert elastic.response_has_tokens(torch.ones(3, 0, dtype=dtype)).tolist() == [False] * 3
 
 
 def test_response_advantage_magnitude_equals_masked_inf_norm():

@@ -3,6 +3,8 @@ channel in both batch layouts, Hydra + validation."""
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pytest
 import torch
@@ -347,3 +349,30 @@ def test_out_of_range_scores_mid_run_are_clamped_for_the_macro_signal_with_a_war
     strict = {**algo, "etr": {**algo["etr"], "on_out_of_range": "raise"}}
     with pytest.raises(elastic.ETRInputError, match="reward_low / reward_high"):
         compute_advantage(_padded_proto(scores, gids, [3, 3, 3, 3]), adv_estimator="etr_grpo", config=strict)
+
+
+def _same_partition(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two label vectors put the same responses together (labels themselves may differ)."""
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+@pytest.mark.parametrize("labels", [
+    [str(uuid.UUID(int=i % 7 * 977 + 13)) for i in range(40)],  # verl's uids: uuid4 strings, repeated per group
+    ["prompt-3", "prompt-1", "prompt-3", "x", "prompt-1", "x"],
+    ["7", "07", "7", "12", " 12", "3"],  # all parse as integers: verl groups them by value ("7" with "07")
+    ["7", "07", "a", "a"],  # not all integers: grouped as strings
+    [3, 1, 3, 2, 1],
+    [1, "1", 2, "2", "b"],  # mixed types: verl compares them as str
+    np.array(["b", "a", "b"]),  # a numpy unicode array
+    torch.tensor([4, 2, 4, 9]),
+], ids=["uuids", "names", "numeric-strings", "some-numeric", "ints", "mixed", "unicode-array", "tensor"])
+def test_etr_groups_responses_exactly_as_verls_own_factorisation(labels):
+    from verl.utils import as_torch_index
+
+    from etr_verl.adapters.advantage import group_ids
+
+    index = labels if isinstance(labels, (np.ndarray, torch.Tensor)) else np.array(labels, dtype=object)
+    ours, verls = group_ids(index, device=torch.device("cpu")), as_torch_index(index, device="cpu")
+    assert ours.dtype == torch.long and ours.shape == verls.shape
+    assert _same_partition(ours, verls), (ours.tolist(), verls.tolist())

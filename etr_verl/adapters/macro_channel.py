@@ -59,7 +59,9 @@ def encode(variance_ratio: torch.Tensor, response_mask: torch.Tensor) -> torch.T
     Returns:
         ``(bs, T)`` fp32: ``variance_ratio[i]`` at the valid tokens of response ``i``, 0 elsewhere.
     """
-    return variance_ratio.to(torch.float32).reshape(-1, 1) * response_mask.to(torch.float32)
+    # one (bs, T) write: the mask is promoted inside the product (a bool/int/low-precision mask times fp32 is fp32)
+    encoded = variance_ratio.to(torch.float32).reshape(-1, 1) * response_mask
+    return encoded if encoded.dtype == torch.float32 else encoded.to(torch.float32)
 
 
 def encode_factors(factor: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
