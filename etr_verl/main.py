@@ -125,9 +125,13 @@ def command_line_overrides(argv: list[str]) -> list[str]:
     slot, so Hydra would refuse to append it), and the experiment configs' search path added when they are found."""
     overrides = [arg for arg in argv if arg != DRY_RUN_FLAG]
     overrides = [arg[1:] if arg.startswith("+experiment=") else arg for arg in overrides]
+    # a trailing `--info` (Hydra's one flag with an optional value) must stay last, or it would take an override of
+    # ours as its value: ours go before it
+    trailing = overrides[-1:] if overrides[-1:] in (["--info"], ["-i"]) else []
+    overrides = overrides[: len(overrides) - len(trailing)]
     if DRY_RUN_FLAG in argv:
         overrides += DRY_RUN_HYDRA_OVERRIDES
-    return with_experiment_search_path(overrides)
+    return with_experiment_search_path(overrides) + trailing
 
 
 def entry() -> None:

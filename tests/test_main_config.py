@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -313,3 +314,16 @@ def test_the_dry_run_shows_the_drivers_copy_of_the_reading(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     printed = result.stdout.split("budget_preserving_reading:", 1)[1]
     assert "budget: preserve" in printed and "factor_max: 2.0" in printed
+
+
+@pytest.mark.parametrize("flag", [["--info"], ["-i"], ["--info", "searchpath"], ["--dry-run", "--info"]])
+def test_hydras_info_flag_works_as_in_any_hydra_app(flag, tmp_path):
+    """`--info` takes an optional value: the entry point's own overrides (the experiment configs' search path, a dry
+    run's) must not become that value."""
+    result = _main(flag, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-2000:]
+    configs = Path(__file__).resolve().parents[1] / "hydra_configs"
+    assert "Config search path" in output and f"file://{configs}" in output
+    assert "invalid choice" not in output
+    assert not any(tmp_path.iterdir()), "an --info run writes nothing"
