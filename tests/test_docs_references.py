@@ -99,3 +99,30 @@ def test_every_named_module_and_object_exists():
 def test_nothing_points_outside_the_repository(name):
     offenders = [str(s.relative_to(ROOT)) for s in SOURCES if s.is_file() and name in s.read_text(errors="replace")]
     assert not offenders, offenders
+
+
+EXPERIMENT_SOURCES = [*SOURCES, *(ROOT / "hydra_configs").rglob("*.yaml"), *(ROOT / "etr_verl").rglob("*.yaml")]
+EXPERIMENT_NAMED = re.compile(r"(?:\+?experiment=|bash \S*(?:train|submit|evaluate_checkpoint)\.sh )([A-Za-z_][\w.]*)")
+ALGO_NAMED = re.compile(r"(?<![\w.])algo=([A-Za-z_]\w*)")
+
+
+def _named(pattern: re.Pattern) -> list[tuple[str, str]]:
+    found = []
+    for source in EXPERIMENT_SOURCES:
+        text = source.read_text(errors="replace")
+        found += [(str(source.relative_to(ROOT)), m.group(1)) for m in pattern.finditer(text)]
+    return found
+
+
+def test_every_experiment_and_algo_preset_a_command_names_exists():
+    """The commands printed in the docs, help texts and config headers name real experiments and presets."""
+    experiments = {p.stem for p in (ROOT / "hydra_configs" / "experiment").glob("*.yaml")}
+    presets = {p.stem for p in (ROOT / "etr_verl" / "hydra_configs" / "algo").glob("*.yaml")}
+    placeholders = {"EXPERIMENT", "NAME", "X", "ALGO"}
+    named_experiments = _named(EXPERIMENT_NAMED)
+    assert len(named_experiments) > 10
+    missing = [(where, name) for where, name in named_experiments if name not in experiments | placeholders]
+    assert not missing, f"commands naming experiments that do not exist: {missing}"
+    named_presets = _named(ALGO_NAMED)
+    missing = [(where, name) for where, name in named_presets if name not in presets | placeholders]
+    assert not missing, f"commands naming algo presets that do not exist: {missing}"

@@ -25,7 +25,8 @@ to ``\\boxed{x}``; its ``math_reward`` grader (MATH, MATH-500) reads ``\\boxed{x
 
 Validation metrics are the graders' ``acc`` (0/1 for both), logged by verl as ``val-core/<data_source>/acc/mean@k``.
 ETR's macro signal needs the train set's score range: ``algorithm.etr.reward_low=-1`` for ``dapo``, ``0`` for
-``math`` (the recipes set it from ``TRAIN_SET``).
+``math``: each experiment config sets it for its training set (``hydra_configs/experiment/*_dapo17k.yaml``: -1,
+``*_math.yaml``: 0).
 """
 
 from __future__ import annotations
