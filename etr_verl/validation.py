@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def validate(config: DictConfig) -> None:
     from etr_verl.config import LOSS_MODE, EtrAlgorithmConfig, EtrPolicyLossConfig
 
     check_trainer_mode(config)
+    check_separate_async(config)
     actor_config = omega_conf_to_dataclass(config.actor_rollout_ref.actor)  # ETR keys: range checks, typos
     clip_ratio_c = actor_config.get("clip_ratio_c", 3.0)
     if clip_ratio_c is not None and not clip_ratio_c > 1.0:  # verl's losses assert it at the first update
@@ -103,6 +104,31 @@ def check_trainer_mode(config: DictConfig) -> None:
             if mode == "etr_sync" else "")
     known = sorted(TRAINER_REGISTRY)
     raise ValueError(f"trainer.v1.trainer_mode={mode!r} is not one of verl's trainers {known}.{hint}")
+
+
+def check_separate_async(config: DictConfig) -> None:
+    """``trainer.v1.trainer_mode=separate_async`` rolls out on GPUs of its own: the settings verl's
+    ``PPOTrainerSeparateAsync`` asserts when Ray has already started, checked here, all named at once."""
+    if not config.trainer.get("use_v1", False) or config.trainer.v1.trainer_mode != "separate_async":
+        return
+    rollout = config.actor_rollout_ref.rollout
+    problems = []
+    sync_step = OmegaConf.select(config, "trainer.v1.separate_async.parameter_sync_step", default=None)
+    mini_batch = config.actor_rollout_ref.actor.ppo_mini_batch_size
+    if sync_step is not None and config.data.train_batch_size != sync_step * mini_batch:
+        problems.append(f"data.train_batch_size={config.data.train_batch_size} must equal "
+                        f"trainer.v1.separate_async.parameter_sync_step ({sync_step}) x "
+                        f"actor_rollout_ref.actor.ppo_mini_batch_size ({mini_batch})")
+    for key in ("nnodes", "n_gpus_per_node"):
+        if not (rollout.get(key) or 0) > 0:
+            problems.append(f"actor_rollout_ref.rollout.{key}={rollout.get(key)!r} must be > 0 (the rollout's own "
+                            "GPUs, besides trainer.nnodes x trainer.n_gpus_per_node)")
+    backend = OmegaConf.select(rollout, "checkpoint_engine.backend", default=None)
+    if backend == "naive":
+        problems.append("actor_rollout_ref.rollout.checkpoint_engine.backend=naive cannot sync weights across "
+                        "separate GPUs: set it to nccl (or nixl, mooncake)")
+    if problems:
+        raise ValueError("trainer.v1.trainer_mode=separate_async needs: " + "; ".join(problems) + ".")
 
 
 def check_etr_setup(config: DictConfig, actor_config: Any, policy_loss: Any, driver_reading: Any = None) -> None:

@@ -153,8 +153,11 @@ def test_demo_progress_line_shows_validation_and_training_metrics():
 @needs_v1
 @pytest.mark.parametrize("mode", ["sync", "colocate_async", "separate_async"])
 def test_every_v1_trainer_mode_validates_with_etr(mode):
-    """One override picks the trainer; the ETR preset leaves it alone, and the driver checks pass for each."""
-    config = _compose(_demo_overrides("etr") + [f"trainer.v1.trainer_mode={mode}"])
+    """One override picks the trainer; the ETR preset leaves it alone, and the driver checks pass for each (with
+    the rollout GPUs and weight sync that separate_async needs: test_separate_async_settings_are_checked...)."""
+    needs = (["actor_rollout_ref.rollout.nnodes=1", "actor_rollout_ref.rollout.checkpoint_engine.backend=nccl"]
+             if mode == "separate_async" else [])
+    config = _compose(_demo_overrides("etr") + [f"trainer.v1.trainer_mode={mode}", *needs])
     validate(config)
     assert config.trainer.v1.trainer_mode == mode
 
@@ -327,3 +330,18 @@ def test_hydras_info_flag_works_as_in_any_hydra_app(flag, tmp_path):
     assert "Config search path" in output and f"file://{configs}" in output
     assert "invalid choice" not in output
     assert not any(tmp_path.iterdir()), "an --info run writes nothing"
+
+
+def test_separate_async_settings_are_checked_before_ray_starts(tmp_path):
+    """verl's separate_async trainer asserts its settings only once Ray runs: they fail the dry run, all named."""
+    base = ["--dry-run", "experiment=qwen3_8b_base_dapo17k", "algo=etr", "trainer.v1.trainer_mode=separate_async"]
+    result = _main(base, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "trainer.v1.trainer_mode=separate_async needs" in output
+    assert "actor_rollout_ref.rollout.nnodes=0 must be > 0" in output
+    assert "checkpoint_engine.backend=naive" in output and "set it to nccl" in output
+    fixed = base + ["actor_rollout_ref.rollout.nnodes=1", "actor_rollout_ref.rollout.checkpoint_engine.backend=nccl"]
+    assert _main(fixed, tmp_path).returncode == 0
+    uneven = _main(fixed + ["trainer.v1.separate_async.parameter_sync_step=3"], tmp_path)
+    assert uneven.returncode != 0
+    assert "must equal trainer.v1.separate_async.parameter_sync_step (3)" in uneven.stdout + uneven.stderr
