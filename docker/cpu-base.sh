@@ -18,7 +18,8 @@ trap 'rm -rf "$rootfs"' EXIT
 chmod 755 "$rootfs"  # it becomes the image's /: mktemp's 0700 would let no user but root run anything there
 
 start=$SECONDS
-debootstrap --variant=minbase --include=python3,python3-venv,python3-dev,ca-certificates,g++,libnuma1 bookworm "$rootfs" "$mirror" \
+packages=python3,python3-venv,python3-dev,ca-certificates,g++,libnuma1
+debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror" \
   > "$rootfs.log" 2>&1 || { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
 rm -f "$rootfs.log"
 echo "[cpu-base] debootstrap: $((SECONDS - start)) s"
