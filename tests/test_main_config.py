@@ -332,6 +332,7 @@ def test_hydras_info_flag_works_as_in_any_hydra_app(flag, tmp_path):
     assert not any(tmp_path.iterdir()), "an --info run writes nothing"
 
 
+@needs_v1
 def test_separate_async_settings_are_checked_before_ray_starts(tmp_path):
     """verl's separate_async trainer asserts its settings only once Ray runs: they fail the dry run, all named."""
     base = ["--dry-run", "experiment=qwen3_8b_base_dapo17k", "algo=etr", "trainer.v1.trainer_mode=separate_async"]
