@@ -182,8 +182,7 @@ def test_a_missing_ray_cli_is_named_with_the_fix(tmp_path):
 
 @pinned_verl_only
 def test_eval_dry_run_merges_verl_checkpoints_and_validates_only(tmp_path):
-    checkpoint = tmp_path / "global_step_5"
-    (checkpoint / "actor").mkdir(parents=True)
+    checkpoint = verl_checkpoint(tmp_path / "global_step_5")
     result = launch(EVALUATE, "qwen2_5_math_7b_dapo17k", "paths.data_dir=/shared/data", "--dry-run",
                     CKPT=str(checkpoint))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -196,6 +195,53 @@ def test_eval_dry_run_merges_verl_checkpoints_and_validates_only(tmp_path):
         **config["actor_rollout_ref"]["rollout"]["val_kwargs"], "n": 32, "temperature": 1.0, "top_p": 0.7}
     assert config["data"]["max_response_length"] == 3072  # the length it was trained with
     assert sorted(p.name for p in checkpoint.iterdir()) == ["actor"], "a dry run wrote files"
+    assert "huggingface_merged" not in {p.name for p in (checkpoint / "actor").iterdir()}
+
+
+def verl_checkpoint(path: Path) -> Path:
+    """The files of a verl FSDP checkpoint's ``actor/`` that verl's model merger reads (contents irrelevant to a
+    dry run)."""
+    (path / "actor" / "huggingface").mkdir(parents=True)
+    for name in ("fsdp_config.json", "model_world_size_1_rank_0.pt", "huggingface/config.json"):
+        (path / "actor" / name).write_text("{}")
+    return path
+
+
+@pytest.mark.parametrize("layout, expected", [
+    ({}, "is neither a verl checkpoint (.../global_step_N with actor/) nor a Hugging Face model directory"),
+    ({"global_step_10/actor": None, "global_step_5/actor": None, "eval": None},
+     "its checkpoints: global_step_5 global_step_10"),
+    ({"actor": None},
+     "actor/fsdp_config.json actor/model_world_size_*_rank_0.pt actor/huggingface/config.json missing"),
+    ({"actor/fsdp_config.json": "{}", "actor/huggingface": None},
+     "actor/model_world_size_*_rank_0.pt actor/huggingface/config.json missing"),
+])
+def test_eval_refuses_a_directory_that_is_no_checkpoint_or_model_before_anything_runs(tmp_path, layout, expected):
+    """An empty global_step_N, an experiment's directory or a checkpoint cut short fail at once, naming what is
+    missing (and the experiment's checkpoints), instead of after Ray has started."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for name, content in layout.items():
+        (ckpt / name).parent.mkdir(parents=True, exist_ok=True)
+        if content is None:
+            (ckpt / name).mkdir(exist_ok=True)
+        else:
+            (ckpt / name).write_text(content)
+    before = sorted(ckpt.rglob("*"))
+    result = launch(EVALUATE, "qwen3_8b_base_dapo17k", "--dry-run", cwd=tmp_path, CKPT=str(ckpt))
+    assert result.returncode == 2 and result.stderr.startswith(f"[etr-recipe] error: CKPT={ckpt} "), result.stderr
+    assert expected in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    assert sorted(ckpt.rglob("*")) == before, "the refused dry run wrote files"
+
+
+@pinned_verl_only
+def test_eval_dry_run_of_a_hugging_face_model_directory_uses_it_as_is(tmp_path):
+    model = tmp_path / "merged"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    result = launch(EVALUATE, "qwen3_8b_base_dapo17k", "--dry-run", cwd=tmp_path, CKPT=str(model))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert resolved(result.stdout)["actor_rollout_ref"]["model"]["path"] == str(model)
 
 
 @pytest.mark.parametrize("ckpt", ["{tmp}/global_step_5_typo", "./ckpts/global_step_3", "{tmp}/no/such/model"])

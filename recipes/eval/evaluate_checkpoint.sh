@@ -22,6 +22,24 @@ if [[ ! -e "$CKPT" ]]; then
     etr_fail "CKPT=$CKPT does not exist: give an existing checkpoint (.../global_step_N) or model directory, or a Hugging Face model id (org/name)"
   fi
 fi
+# an existing directory must hold what the run reads from it: a verl FSDP checkpoint's actor/ (what verl's model
+# merger reads: fsdp_config.json, the rank-0 shard, huggingface/config.json), or a Hugging Face model (config.json);
+# an empty global_step_N or the experiment's own directory would otherwise fail only after Ray has started
+if [[ -d "$CKPT" ]]; then
+  if [[ -d "$CKPT/actor" ]]; then
+    if [[ ! -f "${MERGED_DIR:-${CKPT%/}/actor/huggingface_merged}/config.json" ]]; then
+      missing=()
+      [[ -f "$CKPT/actor/fsdp_config.json" ]] || missing+=(actor/fsdp_config.json)
+      compgen -G "$CKPT/actor/model_world_size_*_rank_0.pt" >/dev/null || missing+=("actor/model_world_size_*_rank_0.pt")
+      [[ -f "$CKPT/actor/huggingface/config.json" ]] || missing+=(actor/huggingface/config.json)
+      ((${#missing[@]} == 0)) ||
+        etr_fail "CKPT=$CKPT is not a complete verl FSDP checkpoint: ${missing[*]} missing (an interrupted save? take an earlier global_step_N)"
+    fi
+  elif [[ ! -f "$CKPT/config.json" ]]; then
+    steps=$(cd "$CKPT" && compgen -G "global_step_*" | sort -t_ -k3 -n | tr '\n' ' ' || true)
+    etr_fail "CKPT=$CKPT is neither a verl checkpoint (.../global_step_N with actor/) nor a Hugging Face model directory (config.json)${steps:+; its checkpoints: ${steps% }}"
+  fi
+fi
 etr_parse_command_line "$@"
 EVAL_DIR=${EVAL_DIR:-${CKPT%/}/eval}
 
