@@ -184,6 +184,17 @@ def test_fallback_refuses_non_binary_rewards():
         _etr_loss(batch, actor_config(rollout_n=8))
 
 
+def test_stock_main_ppo_with_one_response_per_prompt_fails_at_the_first_step_naming_the_key():
+    """Issue 31 item 7: stock main_ppo builds the policy-loss config without rollout.n in view (verl's
+    ActorConfig instantiates it as a child), so the worker's first loss call is the first place that can refuse."""
+    batch = loss_batch(8, 4, torch.Generator().manual_seed(0), response_advantages=torch.ones(8))
+    with pytest.raises(elastic.ETRInputError) as raised:
+        _etr_loss(batch, actor_config(rollout_n=1))
+    message = str(raised.value)
+    assert message.startswith("actor_rollout_ref.rollout.n=1 with macro elasticity on")
+    assert "Set actor_rollout_ref.rollout.n >= 2" in message and "policy_loss.etr_beta=0" in message
+
+
 def test_driver_only_mode_refuses_to_guess():
     batch = loss_batch(8, 4, torch.Generator().manual_seed(0))
     with pytest.raises(elastic.ETRInputError, match="python -m etr_verl.main"):

@@ -302,6 +302,13 @@ def _macro_signal(
     group_size = config.get("rollout_n", None)
     if not isinstance(group_size, int):
         raise elastic.ETRInputError("recovering the macro signal needs actor.rollout_n (responses per prompt).")
+    if group_size < 2:  # only the worker sees rollout.n on stock main_ppo: the policy-loss config has no view of it
+        raise elastic.ETRInputError(
+            f"actor_rollout_ref.rollout.n={group_size} with macro elasticity on (policy_loss.etr_beta="
+            f"{etr.etr_beta}): ETR's macro level compares the responses to one prompt, so it needs several. Set "
+            "actor_rollout_ref.rollout.n >= 2 (GRPO's group size) or policy_loss.etr_beta=0. (python -m "
+            "etr_verl.main refuses this before Ray starts; stock main_ppo reaches it only at the first step.)"
+        )
     global _fallback_announced
     if not _fallback_announced:
         _fallback_announced = True
