@@ -11,14 +11,20 @@ own trainer — the legacy ``RayPPOTrainer`` with ``trainer.use_v1=false``, else
 
 ``--dry-run`` (anywhere on the command line) composes, validates and prints the fully resolved config as YAML,
 then exits without starting Ray: ``python -m etr_verl.main --dry-run algo=etr data.train_files=...``.
+
+``-m`` runs a Hydra sweep, one job after another in this process (``-m algo=grpo,etr``): each job under its own
+run name, each with a Ray session of its own (:mod:`etr_verl.sweep`).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -27,8 +33,10 @@ from etr_verl.existing_cluster import leave_resources_to_cluster
 from etr_verl.experiment_configs import ExperimentConfigsNotFound, with_experiment_search_path
 from etr_verl.local_cpu import shared_memory
 from etr_verl.lost_node_watch import LostNodeWatch
-from etr_verl.ray_runtime_env import reconcile_with_submitted_job
-from etr_verl.validation import check_input_files, check_logger_credentials, validate
+from etr_verl.ray_runtime_env import forward_to_joined_cluster, reconcile_with_submitted_job
+from etr_verl.sweep import is_multirun, name_this_job, swept_keys
+from etr_verl.input_paths import check_input_files, expand_home
+from etr_verl.validation import check_logger_credentials, validate
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +45,7 @@ DRY_RUN_FLAG = "--dry-run"
 DRY_RUN_HYDRA_OVERRIDES = ("hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=stdout")
 RESOLVED_CONFIG_MARKER = "# ---- etr-verl resolved config (YAML) ----"
 _dry_run = False  # set by entry() from the command line, before Hydra parses the rest
+_swept: list[str] = []  # the keys a sweep (-m) varies, set by entry(): each job is named by its values
 
 
 def local_backend_env(config: DictConfig) -> dict[str, str]:
@@ -84,7 +93,10 @@ def run(config: DictConfig, dry_run: bool = False) -> None:
 
         local_cpu.activate()
     OmegaConf.resolve(config)
+    expand_home(config)  # verl's loaders take paths as they are: `~` would reach them unexpanded
     validate(config)
+    if not dry_run:  # a shell's settings reach a cluster it joins as they reach a submitted job
+        forward_to_joined_cluster(config)
     reconcile_with_submitted_job(config)  # inside `ray job submit`: one owner per runtime-env variable
     if dry_run:  # a dry run checks the config only: a submitting machine need not hold the cluster's files
         print(RESOLVED_CONFIG_MARKER)
@@ -108,14 +120,19 @@ def run(config: DictConfig, dry_run: bool = False) -> None:
                 sys.exit(1)  # the cause is printed already; Ray's atexit shutdown still runs
             raise
         finally:
-            if env:
-                import ray
+            # the run's Ray session ends with it: a local cluster stops, and on a cluster the driver's placement
+            # groups are released (the next job of a Hydra sweep would otherwise find no free GPU)
+            import ray
 
-                ray.shutdown()
+            ray.shutdown()
 
 
 @hydra.main(config_path="hydra_configs", config_name="etr_trainer", version_base=None)
 def main(config: DictConfig) -> None:
+    if _swept:
+        from hydra.core.hydra_config import HydraConfig
+
+        name_this_job(config, list(HydraConfig.get().overrides.task), _swept)
     run(config, dry_run=_dry_run)
 
 
@@ -131,15 +148,20 @@ def command_line_overrides(argv: list[str]) -> list[str]:
     overrides = overrides[: len(overrides) - len(trailing)]
     if DRY_RUN_FLAG in argv:
         overrides += DRY_RUN_HYDRA_OVERRIDES
+        if is_multirun(argv):  # Hydra writes a sweep's multirun.yaml whatever the job does: not into the cwd
+            sweep_dir = tempfile.mkdtemp(prefix="etr-dry-run-sweep-")
+            atexit.register(shutil.rmtree, sweep_dir, ignore_errors=True)
+            overrides += [f"hydra.sweep.dir={sweep_dir}"]
     return with_experiment_search_path(overrides) + trailing
 
 
 def entry() -> None:
     """Command-line entry (``python -m etr_verl.main``, ``etr-verl-train``): prepares the command line
     (:func:`command_line_overrides`), then runs the Hydra app."""
-    global _dry_run
+    global _dry_run, _swept
     keep_local_ray_on_loopback(sys.argv[1:])
     _dry_run = DRY_RUN_FLAG in sys.argv[1:]
+    _swept = swept_keys(sys.argv[1:]) if is_multirun(sys.argv[1:]) else []
     try:
         sys.argv[1:] = command_line_overrides(sys.argv[1:])
     except ExperimentConfigsNotFound as error:

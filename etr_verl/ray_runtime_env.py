@@ -21,6 +21,14 @@ both values and the fix named when they differ — instead of Ray's merge error 
 
 No ``RAY_OVERRIDE_JOB_RUNTIME_ENV=1``: that switch lets the driver's value silently win over whatever a user put in
 the job's runtime env, which is the wrong owner for a user's own settings.
+
+**What the user's shell hands the job** (:data:`FORWARDED_SECRETS`, :data:`FORWARDED_SETTINGS`) reaches it one way
+however the job starts. ``recipes/submit.sh`` puts them in the job's runtime env (``ray job submit
+--runtime-env``). A driver started from a shell that *joins* a running cluster (``recipes/train.sh`` or
+``recipes/eval/evaluate_checkpoint.sh`` on a node where ``ray start`` ran) would otherwise lose them: its workers
+are the raylet's children and have the raylet's environment, not the shell's. :func:`forward_to_joined_cluster`
+gives that driver the same job-level runtime env, through the variable the job supervisor uses for a submitted
+job (Ray merges it into the driver's ``ray.init``), so secrets are not printed by verl's ``ray init kwargs`` line.
 """
 
 from __future__ import annotations
@@ -35,6 +43,32 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 # config (its runtime env included) to the entrypoint through this variable; ray.init merges it with its own.
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 TRAINER_ENV_VARS = "ray_kwargs.ray_init.runtime_env.env_vars"
+
+
+# what a user's shell hands the job: the secrets are never printed or written to a file of the repository
+FORWARDED_SECRETS = ("WANDB_API_KEY", "HF_TOKEN")
+# paths among them are the nodes' paths
+FORWARDED_SETTINGS = ("VERL_FILE_LOGGER_PATH", "WANDB_ENTITY", "WANDB_MODE")
+
+
+def forwarded_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The forwarded secrets and settings that are set (non-empty) in ``environ`` (default: this process's)."""
+    environ = os.environ if environ is None else environ
+    return {name: environ[name] for name in FORWARDED_SECRETS + FORWARDED_SETTINGS if environ.get(name)}
+
+
+def forward_to_joined_cluster(config: DictConfig, environ: dict[str, str] | None = None) -> list[str]:
+    """A driver that joins a running cluster from a shell (not a submitted job): the shell's forwarded variables
+    become this job's runtime env, as ``ray job submit`` makes them for recipes/submit.sh. Returns their names."""
+    from etr_verl.existing_cluster import joins_existing_cluster
+
+    environ = os.environ if environ is None else environ
+    if submitted_job_env_vars(environ) is not None or not joins_existing_cluster(config):
+        return []
+    env_vars = forwarded_env_vars(environ)
+    if env_vars:
+        environ[JOB_CONFIG_ENV] = json.dumps({"runtime_env": {"env_vars": env_vars}})
+    return sorted(env_vars)
 
 
 class RuntimeEnvConflict(ValueError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -241,34 +240,6 @@ def check_macro_channel_is_free(config: DictConfig) -> None:
         raise ValueError(
             "algorithm.use_kl_in_reward=true with algorithm.adv_estimator=etr_grpo: the KL penalty would enter the "
             "outcome scores the macro signal is computed from. Use actor_rollout_ref.actor.use_kl_loss=true instead."
-        )
-
-
-def _local_paths(value: Any) -> list[str]:
-    """The entries of a file key (a path or a list of paths) that name this machine's file system."""
-    from omegaconf import ListConfig
-
-    items = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
-    return [str(item) for item in items if item is not None and "://" not in str(item)]
-
-
-def check_input_files(config: DictConfig) -> None:
-    """A real run's data files and local model directory exist, checked in the driver before Ray starts (a dry run
-    skips this: it may run on a machine that submits the job, not on the cluster that reads the files)."""
-    from omegaconf import OmegaConf
-
-    for key in ("data.train_files", "data.val_files"):
-        for path in _local_paths(OmegaConf.select(config, key, default=None)):
-            if not Path(path).expanduser().exists():
-                raise FileNotFoundError(
-                    f"{key}: {path} does not exist. Prepare the data with `python recipes/data/prepare_math_data.py "
-                    "--out DATA_DIR` and pass paths.data_dir=DATA_DIR (an experiment) or the file itself."
-                )
-    model = str(config.actor_rollout_ref.model.path)
-    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().exists():
-        raise FileNotFoundError(
-            f"actor_rollout_ref.model.path={model} does not exist (a local path; a Hugging Face model is named by "
-            "its id, org/name)."
         )
 
 

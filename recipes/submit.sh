@@ -9,15 +9,14 @@
 # Here, before anything is sent: the verl pin, the config composed and validated by `etr_verl.main --dry-run` (a bad
 # override fails in seconds, not on the cluster), and the job server answering. On the cluster the job runs
 # `bash recipes/train.sh EXPERIMENT overrides...` in this checkout, uploaded as the working directory, with
-# recipes/runtime_env.yaml plus the secrets listed in SECRETS and the settings listed in SETTINGS below, read from
-# this shell's environment (never from a file of the repository or a command-line flag): a variable exported here
-# reaches the job only through that list. SUBMIT_WAIT=1 follows the job's logs (default: --no-wait).
+# recipes/runtime_env.yaml plus the secrets and settings listed in etr_verl/ray_runtime_env.py (FORWARDED_SECRETS:
+# WANDB_API_KEY, HF_TOKEN; FORWARDED_SETTINGS: VERL_FILE_LOGGER_PATH, WANDB_ENTITY, WANDB_MODE), read from this
+# shell's environment (never from a file of the repository or a command-line flag): a variable exported here reaches
+# the job only through those lists, the same ones a run started on a node of a running cluster forwards.
+# SUBMIT_WAIT=1 follows the job's logs (default: --no-wait).
 set -euo pipefail
 # shellcheck source=recipes/common/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common/lib.sh"
-
-SECRETS=(WANDB_API_KEY HF_TOKEN)                          # passed to the job when set here, never printed
-SETTINGS=(VERL_FILE_LOGGER_PATH WANDB_ENTITY WANDB_MODE)  # passed to the job when set here (paths: on the nodes)
 
 etr_parse_command_line "$@"
 [[ -n "${RAY_ADDRESS:-}" ]] ||
@@ -34,19 +33,20 @@ if [[ -z "$ray_cli" && -x "$(dirname "$(command -v "$PYTHON")")/ray" ]]; then ra
 # (removed on exit)
 runtime_env=$(mktemp -t etr-runtime-env.XXXXXX.yaml)
 trap 'rm -f "$runtime_env"' EXIT
-"$PYTHON" - "$ETR_REPO_ROOT" "$runtime_env" "${#SECRETS[@]}" "${SECRETS[@]}" "${SETTINGS[@]}" <<'PY'
+"$PYTHON" - "$ETR_REPO_ROOT" "$runtime_env" <<'PY'
 import json, os, sys
 import yaml
+from etr_verl.ray_runtime_env import FORWARDED_SECRETS, forwarded_env_vars
 
-root, out, n_secrets = sys.argv[1], sys.argv[2], int(sys.argv[3])
-secrets, settings = sys.argv[4:4 + n_secrets], sys.argv[4 + n_secrets:]
+root, out = sys.argv[1], sys.argv[2]
 env = yaml.safe_load(open(os.path.join(root, "recipes", "runtime_env.yaml")))
 env["working_dir"] = root
 env["env_vars"] = env.get("env_vars") or {}
-env["env_vars"].update({name: os.environ[name] for name in secrets + settings if os.environ.get(name)})
+env["env_vars"].update(forwarded_env_vars())
 with open(out, "w") as handle:
     json.dump(env, handle)
-shown = {**env, "env_vars": {k: ("<from the environment>" if k in secrets else v) for k, v in env["env_vars"].items()}}
+shown = {**env, "env_vars": {k: ("<from the environment>" if k in FORWARDED_SECRETS else v)
+                             for k, v in env["env_vars"].items()}}
 print("[etr-recipe] runtime env: " + json.dumps(shown), file=sys.stderr)
 PY
 

@@ -229,3 +229,11 @@ def local_backend() -> str:
         if metadata.version("verl") == PRIMARY_VERL_VERSION:
             raise RuntimeError(f"verl {PRIMARY_VERL_VERSION}'s venv has no vLLM: run make install") from None
         return "local_cpu_hf"
+
+
+def compose_etr_trainer(overrides: list[str]):
+    """etr_verl's primary config composed with ``overrides`` (Hydra's compose API, no command line)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="etr_verl.hydra_configs", version_base=None):
+        return compose(config_name="etr_trainer", overrides=overrides)

@@ -11,11 +11,13 @@ import warnings
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_module
 
 from etr_testkit import for_gpu_backend
 
 from etr_verl.demo.runner import trainer_overrides
+from etr_verl.main import RESOLVED_CONFIG_MARKER
 from etr_verl.validation import OnPolicyClipWarning, check_clipping_can_bind, validate
 
 PRESETS = ("grpo", "dapo", "etr", "etr_micro", "etr_macro")
@@ -114,8 +116,8 @@ def test_ppo_epochs_reach_verls_actor_config_and_let_clipping_bind():
         assert check_clipping_can_bind(config)
 
 
-def _main(args, tmp_path):
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+def _main(args, tmp_path, **extra_env):
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **extra_env}
     return subprocess.run([sys.executable, "-m", "etr_verl.main", *args], capture_output=True, text=True,
                           timeout=300, cwd=tmp_path, env=env)
 
@@ -346,3 +348,35 @@ def test_separate_async_settings_are_checked_before_ray_starts(tmp_path):
     uneven = _main(fixed + ["trainer.v1.separate_async.parameter_sync_step=3"], tmp_path)
     assert uneven.returncode != 0
     assert "must equal trainer.v1.separate_async.parameter_sync_step (3)" in uneven.stdout + uneven.stderr
+
+
+def _run_names(output: str) -> list[tuple[str, str]]:
+    """(experiment_name, default_local_dir) of each job's resolved config in a dry-run sweep's output."""
+    names = []
+    for block in output.split(RESOLVED_CONFIG_MARKER)[1:]:
+        trainer = yaml.safe_load(block.split("# etr-verl dry run:", 1)[0])["trainer"]
+        names.append((trainer["experiment_name"], trainer["default_local_dir"]))
+    return names
+
+
+def test_a_dry_run_sweep_names_each_job_and_writes_nothing(tmp_path):
+    """`-m algo=grpo,etr`: each job its own run name, checkpoint directory (and so metrics file), and no
+    multirun/ directory in the working directory."""
+    overrides = [o for o in _demo_overrides("etr") if not o.startswith(("algo=", "trainer.experiment_name=",
+                                                                          "trainer.default_local_dir="))]
+    result = _main(["-m", "--dry-run", "algo=grpo,etr", *overrides], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _run_names(result.stdout) == [("gsm8k-algo=grpo", "checkpoints/etr_demo/gsm8k-algo=grpo"),
+                                         ("gsm8k-algo=etr", "checkpoints/etr_demo/gsm8k-algo=etr")]
+    assert not any(tmp_path.iterdir()), "a dry-run sweep wrote into the working directory"
+
+
+def test_a_sweep_that_would_share_a_metrics_file_or_checkpoints_is_refused(tmp_path):
+    overrides = [o for o in _demo_overrides("etr") if not o.startswith(("algo=", "trainer.experiment_name="))]
+    result = _main(["-m", "--dry-run", "algo=grpo,etr", *overrides], tmp_path,
+                   VERL_FILE_LOGGER_PATH=str(tmp_path / "metrics.jsonl"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "this sweep's jobs would overwrite each other" in output
+    assert f"VERL_FILE_LOGGER_PATH={tmp_path / 'metrics.jsonl'} is one file for every job" in output
+    assert "trainer.default_local_dir=/tmp/unused/checkpoints/etr is one directory for every job" in output
+    assert RESOLVED_CONFIG_MARKER not in output, "the first job passed although the sweep was refused"

@@ -11,6 +11,9 @@ mooncake weight transfer to a separate rollout pool), the only one a CPU offers.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,13 +37,17 @@ def task(tmp_path_factory):
                       log=lambda _m: None)
 
 
-def _run(task, out: Path, name: str, steps: int, algo: str = "etr", watch=None, extra=(), **kwargs) -> list[dict]:
+def _overrides(task, out: Path, name: str, steps: int, algo: str = "etr", extra=(), **kwargs) -> list[str]:
     # lr 3e-4: at 1e-3 one step left every response of step 2 wrong (no informative group, so no gradient)
     kwargs.setdefault("backend", local_backend())
     overrides = trainer_overrides(task, algo, steps, seed=0, out_dir=out, prompts_per_step=8, group_size=4,
                                   updates_per_step=2, test_freq=-1, val_before_train=False, lr=3e-4, **kwargs)
     overrides += list(extra)
-    overrides = [o.replace(f"experiment_name={algo}", f"experiment_name={name}") for o in overrides]
+    return [o.replace(f"experiment_name={algo}", f"experiment_name={name}") for o in overrides]
+
+
+def _run(task, out: Path, name: str, steps: int, algo: str = "etr", watch=None, extra=(), **kwargs) -> list[dict]:
+    overrides = _overrides(task, out, name, steps, algo, extra, **kwargs)
     with user_environment():  # not the Makefile's: the entry point alone must keep Ray on loopback
         run_trainer(overrides, out / f"{name}.jsonl", out / f"{name}.log", echo=lambda _l: None,
                     on_start=watch.start if watch else None)
@@ -94,8 +101,23 @@ def test_the_hf_replica_repeats_the_first_step(task, tmp_path):
 
     Not reproducible bit for bit after that: verl's V1 trainer orders the training batch as rollouts complete
     (concurrent requests), so the rows that land in each PPO mini-batch, and hence the updates, can differ between
-    runs. Everything that does not depend on row order is compared here."""
-    first, again = (_run(task, tmp_path, name, steps=1, backend="local_cpu_hf") for name in ("one", "two"))
+    runs. Everything that does not depend on row order is compared here.
+
+    The two runs are one Hydra sweep of two otherwise identical jobs (``-m +repeat=1,2``), as a user runs "GRPO vs
+    ETR" (``-m algo=grpo,etr``): one process, each job its own run name (so its own metrics file and checkpoint
+    directory) and a Ray of its own (etr_verl/sweep.py)."""
+    overrides = [o for o in _overrides(task, tmp_path, "unused", steps=1, backend="local_cpu_hf")
+                 if not o.startswith(("trainer.experiment_name=", "trainer.default_local_dir="))]
+    with user_environment():
+        env = {key: value for key, value in os.environ.items() if key != "VERL_FILE_LOGGER_PATH"}
+        sweep = subprocess.run(
+            [sys.executable, "-m", "etr_verl.main", "-m", "+repeat=1,2", *overrides],
+            env={**env, "VERL_FILE_LOGGER_ROOT": str(tmp_path)}, cwd=tmp_path, capture_output=True, text=True,
+            timeout=900)
+    assert sweep.returncode == 0, (sweep.stdout + sweep.stderr)[-4000:]
+    # verl's default run name, then each job's swept value
+    first, again = (read_metrics(tmp_path / "etr_demo" / f"gsm8k-repeat={n}.jsonl") for n in (1, 2))
+    assert [r["step"] for r in first] == [r["step"] for r in again] == [1]
     keys = ("critic/score/mean", "critic/score/max", "response_length/mean", "critic/advantages/max",
             "critic/advantages/min", "critic/returns/mean", "critic/returns/max")
     for key in keys:
