@@ -46,15 +46,15 @@ test-fast: $(STAMP)
 	touch $@
 
 # on each: the non-slow suite less the verl_independent tests (the primary's `make test` runs them), then one real
-# training step on the local CPU backend where it can run
+# training step on the local CPU backend where it can run (the other trainers' steps run on the primary)
 test-versions: $(foreach v,$(OTHER_VERLS),.venv-verl$(v)/.etr-installed)
 	set -e; for v in $(OTHER_VERLS); do \
 	  echo "== verl $$v: the non-slow suite, less what does not depend on the verl release"; \
 	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests -m "not slow and not verl_independent"; \
 	done
 	set -e; for v in $(REAL_STEP_VERLS); do \
-	  echo "== verl $$v: one real training step on the local CPU backend (each trainer this verl runs on a CPU)"; \
-	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests/test_trainer_e2e.py -k other_trainers; \
+	  echo "== verl $$v: one real training step on the local CPU backend (its default trainer, V1 sync)"; \
+	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests/test_trainer_e2e.py -k "other_trainers and sync-etr"; \
 	done
 
 # the CPU image from docker/Dockerfile, built from a debootstrapped base and run (check, one real ETR step, a dry run):

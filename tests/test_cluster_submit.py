@@ -4,7 +4,10 @@ job CLI. Two FSDP ranks on two nodes, ETR's exact macro signal, a checkpoint per
 
 The cluster is Ray's own multi-node test harness (`ray.cluster_utils.Cluster`: a head with the job server and a
 worker node, each a raylet of its own), started from the venv as a user starts `ray start` from an activated venv,
-with a private temp dir (a later plain `ray.init()` of another program must not find it). ~2 minutes."""
+with a private temp dir (a later plain `ray.init()` of another program must not find it). ~2 minutes.
+
+Where network namespaces can be created, tests/test_two_hosts_submit.py runs the same submission across two
+emulated hosts (and more: a lost node, a resumed job); this loopback cluster is then skipped, as a copy."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from etr_testkit import LOOPBACK, ListenerWatch, local_overrides, user_env
+from two_hosts import namespaces_available
 
 from etr_verl.demo.report import read_metrics
 from etr_verl.demo.task import build_task
@@ -104,6 +108,8 @@ def follow_job(job_id: str, env: dict, timeout: float) -> str:
 
 @pytest.fixture(scope="module")
 def submitted(tmp_path_factory):
+    if namespaces_available():
+        pytest.skip("tests/test_two_hosts_submit.py submits the same job across two emulated hosts on this machine")
     out = tmp_path_factory.mktemp("cluster")
     task = build_task(out / "task", seed=0, n_train=64, n_val=16, log=lambda _m: None)
     temp_dir = tempfile.mkdtemp(prefix="etr-ray-", dir="/tmp")  # short: Ray's AF_UNIX socket paths <= 107 bytes

@@ -185,6 +185,8 @@ def lost_node_run(tmp_path_factory):
         record["failed_after_s"] = time.monotonic() - lost_at
         record["first_logs"] = cluster.job_cli("logs", first).stdout
         record["last_checkpoint"] = int(tracker.read_text())  # the step the resubmitted run must continue after
+        record["shards"] = sorted(p.name for p in (tracker.parent / f"global_step_{record['last_checkpoint']}" /
+                                                   "actor").glob("model_world_size_*_rank_*.pt"))
 
         cluster.start_worker()  # the host is back: the docs' worker command
         second = _job_id(cluster.submit([*overrides, f"trainer.rollout_data_dir={out / 'rollouts-2'}"],
@@ -255,7 +257,10 @@ def test_a_submitter_without_the_token_gets_one_line_naming_the_fix(lost_node_ru
 
 
 def test_the_job_ran_on_workers_at_both_addresses(lost_node_run):
+    """verl's FSDP worker actors (WorkerDict, one per rank), read from Ray's state API: one on each host, and the
+    checkpoint holds a shard of each rank."""
     assert lost_node_run["worker_node_ips"] == ["198.18.0.1", "198.18.0.2"]
+    assert lost_node_run["shards"] == ["model_world_size_2_rank_0.pt", "model_world_size_2_rank_1.pt"]
 
 
 def test_a_lost_worker_host_fails_the_job_in_bounded_time_with_its_cause(lost_node_run):

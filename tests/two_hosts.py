@@ -29,6 +29,15 @@ def _ip(*args: str) -> None:
         raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
 
 
+def namespaces_available() -> bool:
+    """Whether this machine lets a test create the two hosts (tried: created and removed at once)."""
+    try:
+        TwoHosts().__enter__().__exit__(None, None, None)
+    except NamespacesUnavailable:
+        return False
+    return True
+
+
 class TwoHosts:
     def __init__(self):
         tag = uuid.uuid4().hex[:6]
