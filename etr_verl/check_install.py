@@ -189,6 +189,9 @@ def check(require_experiments: bool = False, require_vllm: bool = False) -> list
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print(f"usage: python -m etr_verl.check_install [{'] ['.join(OPTIONS)}]\n\n{__doc__.strip()}")
+        return 0
     unknown = [arg for arg in argv if arg not in OPTIONS]
     if unknown:
         print(f"etr_verl.check_install: unknown argument(s) {unknown}; the options are {', '.join(OPTIONS)}",

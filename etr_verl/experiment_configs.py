@@ -68,3 +68,17 @@ def with_experiment_search_path(overrides: list[str]) -> list[str]:
     if configs is None and not asks_for_experiment_configs(overrides):
         return overrides  # an installed package outside a checkout: the package's presets only
     return [*overrides, search_path_override(configs)]
+
+
+def describe_experiment_groups() -> str:
+    """``group: option, ...`` for each experiment config group found (``--help``'s list; Hydra's own list of
+    groups leaves out those a search-path override adds), or where they would be found."""
+    try:
+        configs = find_experiment_configs()
+    except ExperimentConfigsNotFound as error:
+        return str(error)
+    if configs is None:
+        return (f"{', '.join(EXPERIMENT_GROUPS)}: the paper's runs, not found here (run from a checkout of "
+                f"etr-verl, or set {CONFIGS_ENV} to its hydra_configs/)")
+    return "\n".join(f"{group}: {', '.join(sorted(p.stem for p in (configs / group).glob('*.yaml')))}"
+                     for group in EXPERIMENT_GROUPS)

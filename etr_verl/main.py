@@ -30,7 +30,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from etr_verl.existing_cluster import leave_resources_to_cluster
-from etr_verl.experiment_configs import ExperimentConfigsNotFound, with_experiment_search_path
+from etr_verl.experiment_configs import (
+    ExperimentConfigsNotFound,
+    describe_experiment_groups,
+    with_experiment_search_path,
+)
 from etr_verl.local_cpu import shared_memory
 from etr_verl.lost_node_watch import LostNodeWatch
 from etr_verl.ray_runtime_env import forward_to_joined_cluster, reconcile_with_submitted_job
@@ -125,6 +129,10 @@ def run(config: DictConfig, dry_run: bool = False) -> None:
             import ray
 
             ray.shutdown()
+
+
+# --help's list of the paper's config groups (etr_trainer.yaml, hydra.help.template)
+OmegaConf.register_new_resolver("etr_experiment_groups", describe_experiment_groups, replace=True)
 
 
 @hydra.main(config_path="hydra_configs", config_name="etr_trainer", version_base=None)

@@ -380,3 +380,21 @@ def test_a_sweep_that_would_share_a_metrics_file_or_checkpoints_is_refused(tmp_p
     assert f"VERL_FILE_LOGGER_PATH={tmp_path / 'metrics.jsonl'} is one file for every job" in output
     assert "trainer.default_local_dir=/tmp/unused/checkpoints/etr is one directory for every job" in output
     assert RESOLVED_CONFIG_MARKER not in output, "the first job passed although the sweep was refused"
+
+
+def test_help_names_the_entry_point_its_flags_and_every_config_group(tmp_path):
+    """Hydra's default page called the app "main", listed algo and backend only (not the experiment groups a
+    search-path override adds) and printed all of verl's config."""
+    from etr_verl.experiment_configs import EXPERIMENT_GROUPS, find_experiment_configs
+
+    result = _main(["--help"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout
+    assert output.startswith("python -m etr_verl.main (console script etr-verl-train)")
+    assert "--dry-run" in output and "-m algo=grpo,etr" in output and "is powered by Hydra" not in output
+    for group in ("algo", "backend", *EXPERIMENT_GROUPS):
+        assert f"\n{group}: " in output, group
+    experiments = sorted(p.stem for p in (find_experiment_configs() / "experiment").glob("*.yaml"))
+    assert f"experiment: {', '.join(experiments)}" in output
+    assert "actor_rollout_ref:" not in output, "the help page printed the whole config"
+    assert not any(tmp_path.iterdir()), "--help wrote files"

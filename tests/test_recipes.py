@@ -258,4 +258,26 @@ def test_eval_dry_run_of_a_hub_model_writes_nothing(tmp_path):
     result = launch(EVALUATE, "qwen2_5_math_7b_dapo17k", "--dry-run", cwd=tmp_path, CKPT="Qwen/Qwen2.5-Math-7B")
     assert result.returncode == 0, result.stderr[-3000:]
     assert resolved(result.stdout)["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen2.5-Math-7B"
+    # not Qwen/Qwen2.5-Math-7B/eval under the working directory, which a later ray job submit would upload
+    assert f"# would write the results to {Path.home()}/etr-eval/Qwen_Qwen2.5-Math-7B/metrics.jsonl" in result.stdout
     assert sorted(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("script", [TRAIN, SUBMIT, EVALUATE])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_each_launcher_prints_its_usage_on_help(script, flag, tmp_path):
+    """Issue 31: `recipes/train.sh --help` was an error ("name the experiment first"); now the script's own
+    header, the experiments, exit 0, nothing run or written (no PYTHON, CKPT or RAY_ADDRESS needed)."""
+    result = launch(script, flag, cwd=tmp_path, PYTHON="/nonexistent/python")
+    assert result.returncode == 0, result.stderr
+    assert f"bash recipes/{script.relative_to(RECIPES)} " in result.stdout or "CKPT=" in result.stdout
+    experiments = sorted(p.stem for p in (ROOT / "hydra_configs" / "experiment").glob("*.yaml"))
+    assert result.stdout.rstrip().endswith("experiments: " + ", ".join(experiments))
+    assert not any(tmp_path.iterdir())
+
+
+def test_check_install_prints_its_usage_on_help():
+    result = subprocess.run([sys.executable, "-m", "etr_verl.check_install", "--help"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("usage: python -m etr_verl.check_install [")
+    assert "--require-vllm" in result.stdout and "install check" not in result.stdout  # nothing checked

@@ -22,8 +22,19 @@ etr_experiments() {
 
 # etr_parse_command_line "$@": ETR_EXPERIMENT (the first argument), ETR_OVERRIDES (the Hydra overrides), ETR_DRY_RUN
 # (--dry-run anywhere, or DRY_RUN=1).
+# etr_usage_if_asked "$@": -h/--help as the first argument prints the script's header comment (its usage) and the
+# experiments, and exits
+etr_usage_if_asked() {
+  if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
+    sed -n '2,/^set -euo pipefail/p' "$0" | sed -n 's/^# \{0,1\}//p'
+    echo "experiments: $(etr_experiments)"
+    exit 0
+  fi
+}
+
 etr_parse_command_line() {
   local arg
+  etr_usage_if_asked "$@"
   ETR_EXPERIMENT=${1:-}
   ETR_DRY_RUN=${DRY_RUN:-0}
   ETR_OVERRIDES=()

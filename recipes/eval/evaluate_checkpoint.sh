@@ -10,10 +10,12 @@
 #
 # A verl checkpoint (.../global_step_N, with actor/) is first merged to a Hugging Face model with verl's
 # `python -m verl.model_merger merge --backend fsdp` (once; reused). Results: $EVAL_DIR/metrics.jsonl (verl's file
-# logger; EVAL_DIR defaults to $CKPT/eval) and a table printed by recipes/eval/summarize.py.
+# logger; EVAL_DIR defaults to $CKPT/eval, or $HOME/etr-eval/ORG_NAME for a hub model) and a table printed by
+# recipes/eval/summarize.py.
 set -euo pipefail
 # shellcheck source=recipes/common/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common/lib.sh"
+etr_usage_if_asked "$@"
 
 CKPT=${CKPT:?set CKPT to a verl checkpoint (.../global_step_N) or a Hugging Face model path}
 # a local path must exist; anything else must look like a Hugging Face id (org/name), so a typo fails here
@@ -41,7 +43,13 @@ if [[ -d "$CKPT" ]]; then
   fi
 fi
 etr_parse_command_line "$@"
-EVAL_DIR=${EVAL_DIR:-${CKPT%/}/eval}
+# a local checkpoint or model keeps its evaluation beside it; a hub model's goes to $HOME/etr-eval/ORG_NAME, never
+# a relative directory under the working directory (which a later `ray job submit` would upload)
+if [[ -e "$CKPT" ]]; then
+  EVAL_DIR=${EVAL_DIR:-${CKPT%/}/eval}
+else
+  EVAL_DIR=${EVAL_DIR:-$HOME/etr-eval/${CKPT//\//_}}
+fi
 
 if [[ -d "$CKPT/actor" ]]; then
   model=${MERGED_DIR:-${CKPT%/}/actor/huggingface_merged}
@@ -70,7 +78,7 @@ ETR_OVERRIDES=(
   "trainer.experiment_name=eval-$(basename "${CKPT%/}")"
   "${ETR_OVERRIDES[@]}"
 )
-[[ "$ETR_DRY_RUN" == 1 ]] && ETR_OVERRIDES+=(--dry-run)
+[[ "$ETR_DRY_RUN" == 1 ]] && ETR_OVERRIDES+=(--dry-run) && echo "# would write the results to $EVAL_DIR/metrics.jsonl"
 [[ "$ETR_DRY_RUN" == 1 ]] || mkdir -p "$EVAL_DIR"  # a dry run writes nothing
 export VERL_FILE_LOGGER_PATH="$EVAL_DIR/metrics.jsonl"
 unset RAY_ADDRESS  # evaluation runs here; ray.init() joins a cluster started on this node, if there is one
