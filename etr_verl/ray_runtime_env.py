@@ -48,7 +48,7 @@ TRAINER_ENV_VARS = "ray_kwargs.ray_init.runtime_env.env_vars"
 # what a user's shell hands the job: the secrets are never printed or written to a file of the repository
 FORWARDED_SECRETS = ("WANDB_API_KEY", "HF_TOKEN")
 # paths among them are the nodes' paths
-FORWARDED_SETTINGS = ("VERL_FILE_LOGGER_PATH", "WANDB_ENTITY", "WANDB_MODE")
+FORWARDED_SETTINGS = ("VERL_FILE_LOGGER_PATH", "VERL_FILE_LOGGER_ROOT", "TENSORBOARD_DIR", "WANDB_ENTITY", "WANDB_MODE")
 
 
 def forwarded_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:

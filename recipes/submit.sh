@@ -10,7 +10,7 @@
 # override fails in seconds, not on the cluster), and the job server answering. On the cluster the job runs
 # `bash recipes/train.sh EXPERIMENT overrides...` in this checkout, uploaded as the working directory, with
 # recipes/runtime_env.yaml plus the secrets and settings listed in etr_verl/ray_runtime_env.py (FORWARDED_SECRETS:
-# WANDB_API_KEY, HF_TOKEN; FORWARDED_SETTINGS: VERL_FILE_LOGGER_PATH, WANDB_ENTITY, WANDB_MODE), read from this
+# WANDB_API_KEY, HF_TOKEN; FORWARDED_SETTINGS: the loggers' paths and W&B's entity and mode), read from this
 # shell's environment (never from a file of the repository or a command-line flag): a variable exported here reaches
 # the job only through those lists, the same ones a run started on a node of a running cluster forwards.
 # SUBMIT_WAIT=1 follows the job's logs (default: --no-wait).

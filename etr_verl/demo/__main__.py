@@ -2,13 +2,14 @@
 
 1. builds the miniature task locally (:mod:`etr_verl.demo.task`): data in verl's parquet schema graded by verl's
    gsm8k reward, a character-level tokenizer, a ~100k-parameter Qwen2 with a short supervised warm start;
-2. runs ``python -m etr_verl.main backend=local_cpu algo=<algo>`` for each algorithm — verl's V1 trainer with
+2. runs ``python -m etr_verl.main backend=local_cpu algo=<algo>`` for each algorithm, side by side (each its own
+   local Ray; ``--one-at-a-time`` for a machine with less than ~16 GB) — verl's V1 trainer with
    Ray on loopback, an FSDP2 actor, verl's vLLM rollout (vLLM's CPU build), reward, advantages, the loss, the
    weight sync to vLLM and validation;
 3. writes ``<out>/<algo>.jsonl`` (verl's file logger), ``<out>/*.png`` plots and ``<out>/summary.md`` (which
    names the rollout engine that served the runs, read from their logs).
 
-    python -m etr_verl.demo                       # defaults below, ~5 minutes on 2 cores
+    python -m etr_verl.demo                       # defaults below, the runs side by side: ~3 minutes on 2 cores
     python -m etr_verl.demo --steps 4 --algos etr  # a quicker look
 """
 
@@ -25,12 +26,39 @@ from etr_verl.demo.task import build_task
 ALGOS = ("grpo", "dapo", "etr", "etr_micro", "etr_macro")
 
 
+def run_concurrently(runs: dict[str, tuple], runner=run_trainer) -> None:
+    """Each algorithm's run at once, in a thread that follows its subprocess: most of a run's ~80 s start-up (Ray,
+    the workers' imports, vLLM's engine) waits on one process at a time, so two runs side by side take far less
+    than twice one on 2 cores. The first failure is raised once every run has ended."""
+    import threading
+
+    failures: dict[str, BaseException] = {}
+
+    def follow(algo: str, run: tuple) -> None:
+        try:
+            runner(*run, echo=lambda line: print(f"[{algo}] {line.strip()}", flush=True))
+        except BaseException as error:  # noqa: BLE001  (re-raised in the main thread below)
+            failures[algo] = error
+
+    threads = [threading.Thread(target=follow, args=item, name=f"demo-{item[0]}") for item in runs.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        algo, error = next(iter(failures.items()))
+        raise RuntimeError(f"the {algo} run failed") from error
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--algos", default="grpo,etr", help=f"comma-separated, from {ALGOS}")
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--one-at-a-time", action="store_true",
+                        help="run the algorithms one after the other (default: side by side, each run its own local "
+                             "Ray; about 7 GB of memory each)")
     args = parser.parse_args(argv)
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     unknown = sorted(set(algos) - set(ALGOS))
@@ -41,10 +69,15 @@ def main(argv: list[str] | None = None) -> None:
     start = time.time()
     print(f"[demo] building the task under {out / 'task'} (tokenizer, tiny model, warm start, parquet)")
     task = build_task(out / "task", seed=args.seed, log=lambda m: print("    " + m))
-    for algo in algos:
-        print(f"[demo] {algo}: verl trainer, {args.steps} steps (log: {out / (algo + '.log')})")
-        run_trainer(trainer_overrides(task, algo, args.steps, args.seed, out), out / f"{algo}.jsonl",
-                    out / f"{algo}.log")
+    runs = {algo: (trainer_overrides(task, algo, args.steps, args.seed, out), out / f"{algo}.jsonl",
+                   out / f"{algo}.log") for algo in algos}
+    for algo, (_, _, log) in runs.items():
+        print(f"[demo] {algo}: verl trainer, {args.steps} steps (log: {log})")
+    if args.one_at_a_time:
+        for algo, run in runs.items():
+            run_trainer(*run, echo=lambda line, name=algo: print(f"[{name}] {line.strip()}"))
+    else:
+        run_concurrently(runs)
     summary = write_report(out, algos)
     print(summary)
     print(f"[demo] done in {time.time() - start:.0f} s: {out}/summary.md and {out}/*.png")
