@@ -27,6 +27,7 @@ import sys
 import tempfile
 
 import hydra
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from etr_verl.existing_cluster import leave_resources_to_cluster
@@ -88,6 +89,14 @@ def check_ray_will_bind_loopback() -> None:
 def run(config: DictConfig, dry_run: bool = False) -> None:
     """Validate, then hand over to verl's own ``run_ppo`` with a task runner that installs ETR's loss function
     (``dry_run``: print the resolved config instead)."""
+    env = prepare(config, dry_run)
+    if not dry_run:
+        launch(config, env)
+
+
+def prepare(config: DictConfig, dry_run: bool = False) -> dict[str, str]:
+    """Everything before Ray starts: the local backend's set-up, every driver-side check, the dry run's print.
+    Returns the local backend's variables (empty for another backend)."""
     env = local_backend_env(config)
     if env:
         check_ray_will_bind_loopback()
@@ -106,10 +115,15 @@ def run(config: DictConfig, dry_run: bool = False) -> None:
         print(RESOLVED_CONFIG_MARKER)
         print(OmegaConf.to_yaml(config), end="")
         print("# etr-verl dry run: the config above composed and passed every driver-side check; nothing ran.")
-        return
+        return env
     check_input_files(config)
     check_logger_credentials(config)
     leave_resources_to_cluster(config)  # a running cluster's nodes declared theirs (not known in a dry run)
+    return env
+
+
+def launch(config: DictConfig, env: dict[str, str]) -> None:
+    """verl's own ``run_ppo``, ETR's task runner, the lost-node watch; the run's Ray session ends with it."""
     from verl.trainer.main_ppo import run_ppo
 
     from etr_verl.adapters.task_runners import task_runner_class
@@ -135,13 +149,26 @@ def run(config: DictConfig, dry_run: bool = False) -> None:
 OmegaConf.register_new_resolver("etr_experiment_groups", describe_experiment_groups, replace=True)
 
 
+# what the checks before Ray raise for a bad config, input file or environment (ETRInputError and
+# RuntimeEnvConflict are ValueErrors; InstantiationException carries an error of a config dataclass)
+INPUT_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, RuntimeError, InstantiationException)
+
+
 @hydra.main(config_path="hydra_configs", config_name="etr_trainer", version_base=None)
 def main(config: DictConfig) -> None:
-    if _swept:
-        from hydra.core.hydra_config import HydraConfig
+    try:
+        if _swept:
+            from hydra.core.hydra_config import HydraConfig
 
-        name_this_job(config, list(HydraConfig.get().overrides.task), _swept)
-    run(config, dry_run=_dry_run)
+            name_this_job(config, list(HydraConfig.get().overrides.task), _swept)
+        env = prepare(config, dry_run=_dry_run)
+    except INPUT_ERRORS as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        # one message naming the key and the fix, not a traceback through the checks
+        sys.exit(f"etr_verl.main: error: {error}\n(HYDRA_FULL_ERROR=1 shows where it was raised)")
+    if not _dry_run:
+        launch(config, env)
 
 
 def command_line_overrides(argv: list[str]) -> list[str]:

@@ -231,7 +231,10 @@ def check_macro_channel_is_free(config: DictConfig) -> None:
     refuse the set-ups that read ``returns`` as returns, or change the outcome scores it is computed from."""
     from verl.trainer.ppo.utils import need_critic
 
-    if need_critic(config):
+    with warnings.catch_warnings():  # verl's "Disabled critic" notice: its own validate_config prints it once
+        warnings.simplefilter("ignore", UserWarning)
+        critic = need_critic(config)
+    if critic:
         raise ValueError(
             "algorithm.adv_estimator=etr_grpo carries ETR's macro signal in the batch's 'returns', which a critic "
             "would be trained on. ETR is critic-free: set critic.enable=false."

@@ -3,13 +3,14 @@
 1. builds the miniature task locally (:mod:`etr_verl.demo.task`): data in verl's parquet schema graded by verl's
    gsm8k reward, a character-level tokenizer, a ~100k-parameter Qwen2 with a short supervised warm start;
 2. runs ``python -m etr_verl.main backend=local_cpu algo=<algo>`` for each algorithm, side by side (each its own
-   local Ray; ``--one-at-a-time`` for a machine with less than ~16 GB) — verl's V1 trainer with
+   local Ray; about 15 GB of memory at the peak together, measured on a 24 GB machine; ``--one-at-a-time`` for
+   less) — verl's V1 trainer with
    Ray on loopback, an FSDP2 actor, verl's vLLM rollout (vLLM's CPU build), reward, advantages, the loss, the
    weight sync to vLLM and validation;
 3. writes ``<out>/<algo>.jsonl`` (verl's file logger), ``<out>/*.png`` plots and ``<out>/summary.md`` (which
    names the rollout engine that served the runs, read from their logs).
 
-    python -m etr_verl.demo                       # defaults below, the runs side by side: ~3 minutes on 2 cores
+    python -m etr_verl.demo                       # defaults below, the runs side by side: ~3.5 minutes on 2 cores
     python -m etr_verl.demo --steps 4 --algos etr  # a quicker look
 """
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--one-at-a-time", action="store_true",
                         help="run the algorithms one after the other (default: side by side, each run its own local "
-                             "Ray; about 7 GB of memory each)")
+                             "Ray; about 15 GB of memory at the peak for two)")
     args = parser.parse_args(argv)
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     unknown = sorted(set(algos) - set(ALGOS))
