@@ -55,7 +55,7 @@ test-versions: $(foreach v,$(OTHER_VERLS),.venv-verl$(v)/.etr-installed)
 	done
 	set -e; for v in $(REAL_STEP_VERLS); do \
 	  echo "== verl $$v: one real training step on the local CPU backend (its default trainer, V1 sync)"; \
-	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests/test_trainer_e2e.py -k "other_trainers and sync-etr"; \
+	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest "tests/test_trainer_e2e.py::test_etr_is_exact_on_the_other_trainers[sync-etr]"; \
 	done
 
 # the CPU image from docker/Dockerfile, built from a debootstrapped base and run (check, one real ETR step, a dry run):
