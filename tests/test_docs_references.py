@@ -51,7 +51,7 @@ def test_the_scan_sees_references():
 def test_every_named_path_exists():
     missing = []
     for source, ref in _references(PATH):
-        ref = ref.rstrip(".:")
+        ref = ref.split("::", 1)[0].rstrip(".:")  # a pytest node id names its file before "::"
         if ref.startswith(GENERATED) or any(c in ref for c in "*<>{}$%"):
             continue
         if not (ROOT / ref).exists():
