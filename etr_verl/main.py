@@ -36,11 +36,11 @@ from etr_verl.experiment_configs import (
     describe_experiment_groups,
     with_experiment_search_path,
 )
+from etr_verl.input_paths import check_input_files, expand_home
 from etr_verl.local_cpu import shared_memory
 from etr_verl.lost_node_watch import LostNodeWatch
 from etr_verl.ray_runtime_env import forward_to_joined_cluster, reconcile_with_submitted_job
 from etr_verl.sweep import is_multirun, name_this_job, swept_keys
-from etr_verl.input_paths import check_input_files, expand_home
 from etr_verl.validation import check_logger_credentials, validate
 
 logger = logging.getLogger(__name__)

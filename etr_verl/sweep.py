@@ -9,7 +9,7 @@ this module, both silently:
   mode ``wb``: the later job erases the earlier one's metrics). Each job's name therefore gets the values it
   sweeps (``gsm8k-algo=etr``), unless the sweep varies ``trainer.experiment_name`` itself;
 - a job must not find the previous job's Ray (its placement groups hold the GPUs until the driver disconnects:
-  verl then fails with "Total available GPUs 0 is less than total desired GPUs"): :func:`etr_verl.main.run` ends
+  verl then fails with "Total available GPUs 0 is less than total desired GPUs"): :func:`etr_verl.main.launch` ends
   every run with ``ray.shutdown()``, so the next job starts or joins Ray afresh.
 
 Hydra's ``hydra.sweeper.params`` (sweeps declared in a config file) are not read here: sweep on the command line.

@@ -27,6 +27,11 @@ from etr_verl.demo.task import build_task
 ALGOS = ("grpo", "dapo", "etr", "etr_micro", "etr_macro")
 
 
+def prefixed(algo: str):
+    """An ``echo`` for :func:`run_trainer` that marks each progress line with its algorithm."""
+    return lambda line: print(f"[{algo}] {line.strip()}", flush=True)
+
+
 def run_concurrently(runs: dict[str, tuple], runner=run_trainer) -> None:
     """Each algorithm's run at once, in a thread that follows its subprocess: most of a run's ~80 s start-up (Ray,
     the workers' imports, vLLM's engine) waits on one process at a time, so two runs side by side take far less
@@ -37,7 +42,7 @@ def run_concurrently(runs: dict[str, tuple], runner=run_trainer) -> None:
 
     def follow(algo: str, run: tuple) -> None:
         try:
-            runner(*run, echo=lambda line: print(f"[{algo}] {line.strip()}", flush=True))
+            runner(*run, echo=prefixed(algo))
         except BaseException as error:  # noqa: BLE001  (re-raised in the main thread below)
             failures[algo] = error
 
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[demo] {algo}: verl trainer, {args.steps} steps (log: {log})")
     if args.one_at_a_time:
         for algo, run in runs.items():
-            run_trainer(*run, echo=lambda line, name=algo: print(f"[{name}] {line.strip()}"))
+            run_trainer(*run, echo=prefixed(algo))
     else:
         run_concurrently(runs)
     summary = write_report(out, algos)

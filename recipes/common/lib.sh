@@ -20,8 +20,6 @@ etr_experiments() {
   printf '%s' "$names"
 }
 
-# etr_parse_command_line "$@": ETR_EXPERIMENT (the first argument), ETR_OVERRIDES (the Hydra overrides), ETR_DRY_RUN
-# (--dry-run anywhere, or DRY_RUN=1).
 # etr_usage_if_asked "$@": -h/--help as the first argument prints the script's header comment (its usage) and the
 # experiments, and exits
 etr_usage_if_asked() {
@@ -32,6 +30,8 @@ etr_usage_if_asked() {
   fi
 }
 
+# etr_parse_command_line "$@": ETR_EXPERIMENT (the first argument), ETR_OVERRIDES (the Hydra overrides), ETR_DRY_RUN
+# (--dry-run anywhere, or DRY_RUN=1).
 etr_parse_command_line() {
   local arg
   etr_usage_if_asked "$@"

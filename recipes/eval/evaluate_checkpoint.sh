@@ -27,9 +27,10 @@ fi
 # an existing directory must hold what the run reads from it: a verl FSDP checkpoint's actor/ (what verl's model
 # merger reads: fsdp_config.json, the rank-0 shard, huggingface/config.json), or a Hugging Face model (config.json);
 # an empty global_step_N or the experiment's own directory would otherwise fail only after Ray has started
+merged=${MERGED_DIR:-${CKPT%/}/actor/huggingface_merged}  # where a verl checkpoint's merged model goes
 if [[ -d "$CKPT" ]]; then
   if [[ -d "$CKPT/actor" ]]; then
-    if [[ ! -f "${MERGED_DIR:-${CKPT%/}/actor/huggingface_merged}/config.json" ]]; then
+    if [[ ! -f "$merged/config.json" ]]; then
       missing=()
       [[ -f "$CKPT/actor/fsdp_config.json" ]] || missing+=(actor/fsdp_config.json)
       compgen -G "$CKPT/actor/model_world_size_*_rank_0.pt" >/dev/null || missing+=("actor/model_world_size_*_rank_0.pt")
@@ -52,7 +53,7 @@ else
 fi
 
 if [[ -d "$CKPT/actor" ]]; then
-  model=${MERGED_DIR:-${CKPT%/}/actor/huggingface_merged}
+  model=$merged
   merge=("$PYTHON" -m verl.model_merger merge --backend fsdp --local_dir "$CKPT/actor" --target_dir "$model")
   if [[ "$ETR_DRY_RUN" == 1 ]]; then
     echo "# would merge the checkpoint first: $(printf '%q ' "${merge[@]}")"
