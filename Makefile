@@ -30,8 +30,9 @@ $(STAMP): pyproject.toml constraints.txt requirements/verl-$(PRIMARY_VERL).txt r
 demo: $(STAMP)
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m etr_verl.demo
 
+# --durations: the log names the slowest tests (CI has a 60-minute budget: .ci/run)
 test: $(STAMP)
-	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m pytest tests
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m pytest tests --durations=25
 
 # everything but the slow tests (Ray, verl's own suite)
 test-fast: $(STAMP)
@@ -50,7 +51,7 @@ test-fast: $(STAMP)
 test-versions: $(foreach v,$(OTHER_VERLS),.venv-verl$(v)/.etr-installed)
 	set -e; for v in $(OTHER_VERLS); do \
 	  echo "== verl $$v: the non-slow suite, less what does not depend on the verl release"; \
-	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests -m "not slow and not verl_independent"; \
+	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests -m "not slow and not verl_independent" --durations=10; \
 	done
 	set -e; for v in $(REAL_STEP_VERLS); do \
 	  echo "== verl $$v: one real training step on the local CPU backend (its default trainer, V1 sync)"; \
