@@ -225,9 +225,20 @@ def response_has_tokens(response_mask: torch.Tensor) -> torch.Tensor:
     """
     if response_mask.shape[-1] == 0:
         return torch.zeros(response_mask.shape[:-1], dtype=torch.bool, device=response_mask.device)
-    if response_mask.dtype == torch.bool:
-        return response_mask.view(torch.uint8).amax(dim=-1).bool()
-    return response_mask.amax(dim=-1) > 0
+    mask = response_mask.view(torch.uint8) if response_mask.dtype == torch.bool else response_mask
+    if mask.dim() == 2 and mask.device.type == "cpu" and mask.numel() >= 1 << 18:
+        # verl's responses are right-padded: a row whose first entry is valid has a token, without reading the
+        # rest of it; only the other rows (padding samples, or a response whose first token is masked) are scanned.
+        # The same answer as the full scan for every mask without NaN, at a read of one column instead of (bs, T):
+        # the driver's estimator, 2048 x 8192 fp32 ones, 0.03 ms instead of 7 ms (benchmarks/overhead.py). Below
+        # 2**18 entries the one full pass costs no more than these few small ops; on a GPU, finding the rows to
+        # scan would be a host sync.
+        has_tokens = mask[:, 0] > 0
+        unsure = (~has_tokens).nonzero().flatten()
+        if unsure.numel():
+            has_tokens[unsure] = mask.index_select(0, unsure).amax(dim=-1) > 0
+        return has_tokens
+    return mask.amax(dim=-1) > 0
 
 
 def _rounded_once(function, values: torch.Tensor) -> torch.Tensor:

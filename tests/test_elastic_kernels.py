@@ -62,6 +62,20 @@ def test_response_has_tokens_equals_any(dtype):
     assert elastic.response_has_tokens(torch.ones(3, 0, dtype=dtype)).tolist() == [False] * 3
 
 
+@pytest.mark.parametrize("width", [7, 1 << 16])  # below and above the size where only unsure rows are scanned
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int64, torch.float32])
+def test_response_has_tokens_on_verls_right_padded_masks(dtype, width):
+    """verl's layout: each response from column 0, padded on the right, as a slice of the attention mask (not
+    contiguous); rows of length 0 (padding samples) and one whose first token is masked (a multi-turn mask)."""
+    lengths = torch.tensor([5, 0, 1, width, 0, 3])
+    prompt_and_response = torch.zeros(6, 4 + width, dtype=dtype)
+    response = prompt_and_response[:, 4:]
+    response[torch.arange(width) < lengths[:, None]] = 1
+    response[3, 0] = 0
+    assert not response.is_contiguous()
+    assert elastic.response_has_tokens(response).tolist() == [True, False, True, True, False, True]
+
+
 def test_response_advantage_magnitude_equals_masked_inf_norm():
     gen = torch.Generator().manual_seed(2)
     advantages = torch.randn(5, 40, generator=gen)

@@ -180,7 +180,13 @@ class EtrPolicyLossConfig(PolicyLossConfig):
 
     @property
     def coefficients(self) -> ElasticityCoefficients:
-        return ElasticityCoefficients(**self._coefficient_values())
+        """The ``etr_*`` keys as one :class:`ElasticityCoefficients`, built and validated once per config: the loss
+        reads them at every micro-batch, and verl's config fields cannot change after construction."""
+        cached = self.__dict__.get("_coefficients")
+        if cached is None:
+            cached = ElasticityCoefficients(**self._coefficient_values())
+            object.__setattr__(self, "_coefficients", cached)  # not a field: BaseConfig's freeze does not apply
+        return cached
 
 
 DEFAULT_POLICY_LOSS_CONFIG = EtrPolicyLossConfig()
