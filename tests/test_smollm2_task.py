@@ -52,7 +52,7 @@ def test_verls_dataset_builds_the_few_shot_chat_prompt_from_the_parquet(tmp_path
     from omegaconf import OmegaConf
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
-    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "task"), "--n-train", "64"],
+    result = subprocess.run([sys.executable, str(SCRIPT), "data", "--out", str(tmp_path / "task"), "--n-train", "64"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     tokenizer = build_tokenizer(tmp_path / "tokenizer")

@@ -14,7 +14,7 @@ def trainer_overrides(task: dict[str, str], algo: str, steps: int, seed: int, ou
                       prompts_per_step: int = 8, group_size: int = 8, updates_per_step: int = 4,
                       test_freq: int = 5, lr: float = 1e-4, val_before_train: bool = True,
                       save_freq: int = -1, max_response_length: int = 10, val_samples: int = 0,
-                      ppo_epochs: int = 1, backend: str = "local_cpu") -> list[str]:
+                      ppo_epochs: int = 1, backend: str = "local_cpu", max_prompt_length: int = 32) -> list[str]:
     """The demo's verl config, as overrides of etr_verl's ``etr_trainer`` (every value visible here).
 
     ``updates_per_step`` mini-batches per step, each seen ``ppo_epochs`` times, keep the updates off-policy, so
@@ -35,7 +35,7 @@ def trainer_overrides(task: dict[str, str], algo: str, steps: int, seed: int, ou
         f"data.train_files={task['train']}",
         f"data.val_files={task['val']}",
         f"data.train_batch_size={prompts_per_step}",
-        "data.max_prompt_length=32",
+        f"data.max_prompt_length={max_prompt_length}",
         f"data.max_response_length={max_response_length}",
         f"data.seed={seed}",
         f"actor_rollout_ref.model.path={task['model']}",

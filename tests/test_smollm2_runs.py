@@ -1,0 +1,92 @@
+"""The real-model runner (benchmarks/smollm2_runs.py, issue 30 steps 3-4): what it reads back from a run's files and
+the pilots' go/no-go rule, on records written here (no training: the runner's own command is exercised by its CLI
+checks; a real run is minutes of the CPU, documented in docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from etr_testkit import load_script
+
+pytestmark = pytest.mark.verl_independent  # pinned with the benchmark, as tests/test_smollm2_task.py
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "smollm2_runs.py"
+runs = load_script(SCRIPT, "smollm2_runs")
+
+
+def _table(mean: float, se: float, greedy: float = 0.5) -> dict:
+    row = {"problems": 512, "greedy": greedy, "greedy_se": 0.02, "mean@8": mean, "mean@8_se": se}
+    return {kind: dict(row) for kind in ("mul_1x1", "add_2+1", "add_2+2", "mul_2x1", "all")}
+
+
+def _write_run(out: Path, settings, arm: str, seed: int, means: dict[int, float], clipfrac: float) -> None:
+    settings.save(out)
+    (out / "eval_step0.json").write_text(json.dumps(_table(means[0], 0.01)))
+    run_dir = out / "runs" / arm / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    for step in runs.checkpoint_steps(settings):
+        (run_dir / f"eval_step{step}.json").write_text(json.dumps(_table(means[step], 0.01)))
+    with open(run_dir / "metrics.jsonl", "w") as handle:  # verl's FileLogger lines
+        for step in range(1, settings.steps + 1):
+            data = {"actor/entropy": 1.0 - 0.01 * step, "actor/pg_clipfrac": 0.5 if step == 1 else clipfrac,
+                    "critic/score/mean": 0.3, "timing_s/step": 60.0}
+            handle.write(json.dumps({"step": step, "data": data}) + "\n")
+
+
+def test_checkpoints_are_every_eval_every_steps_and_the_last():
+    assert runs.checkpoint_steps(runs.Settings(model="m", steps=20, eval_every=5)) == [5, 10, 15, 20]
+    assert runs.checkpoint_steps(runs.Settings(model="m", steps=12, eval_every=5)) == [5, 10, 12]
+
+
+@pytest.mark.parametrize(("best", "clipfrac", "rises", "binds"), [
+    (0.35, 0.02, True, True),     # +0.05 against 2 x hypot(0.01, 0.01) = 0.028; 2 % of tokens clipped
+    (0.32, 0.02, False, True),    # +0.02: inside two standard errors
+    (0.35, 0.005, True, False),   # clipping on 0.5 % of tokens
+])
+def test_go_no_go_reads_the_best_step_against_two_standard_errors_and_clipping(tmp_path, best, clipfrac, rises,
+                                                                               binds):
+    settings = runs.Settings(model="m", steps=10, eval_every=5)
+    _write_run(tmp_path, settings, "grpo", 0, {0: 0.30, 5: best, 10: 0.31}, clipfrac)
+    record = runs.run_record(tmp_path, "grpo", 0, settings)
+    verdict = runs.go_no_go(record, settings.samples)
+    assert verdict["best_step"] == 5 and verdict["gain"] == pytest.approx(best - 0.30)
+    assert verdict["gain_se"] == pytest.approx(0.01 * 2 ** 0.5)
+    assert (verdict["accuracy_rises"], verdict["clipping_binds"]) == (rises, binds)
+    # step 1 (the warm-up, clipfrac 0.5 here) is left out of the run's mean signals
+    assert record["signals"]["clipfrac"] == pytest.approx(clipfrac)
+    assert record["signals"]["entropy_first"] == pytest.approx(0.99)
+    assert record["signals"]["entropy_last"] == pytest.approx(0.90)
+
+
+def test_report_only_prints_each_measured_step_and_the_verdict(tmp_path):
+    settings = runs.Settings(model="m", steps=10, eval_every=5)
+    _write_run(tmp_path, settings, "grpo", 0, {0: 0.30, 5: 0.35, 10: 0.40}, 0.02)
+    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--arms", "grpo", "--seeds", "0",
+                             "--report-only"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split(" | ")[0] for row in rows] == ["| 0", "| 5", "| 10"]
+    assert rows[-1].split(" | ")[1] == "0.400"
+    assert "best_step 10" in result.stdout and "accuracy_rises True" in result.stdout
+
+
+def test_bad_input_is_refused_before_anything_runs(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "out"), *args],
+                              capture_output=True, text=True, timeout=120)
+
+    missing = run("--model", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "benchmarks/smollm2_model.py" in missing.stderr
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    unknown = run("--model", str(model), "--arms", "grpo,nonesuch")
+    assert unknown.returncode == 2 and "nonesuch" in unknown.stderr
+    too_far = run("--model", str(model), "--steps", "4", "--eval-every", "5")
+    assert too_far.returncode == 2 and "--eval-every 5" in too_far.stderr
+    assert not (tmp_path / "out").exists()
