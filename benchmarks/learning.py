@@ -104,6 +104,16 @@ BASELINES_THROUGH_ETR = {
 }
 
 
+def defined_arms(definitions: list[str]) -> dict[str, Arm]:
+    """Every arm a command may name: each algorithm preset as itself, GRPO and DAPO through ETR's loss
+    (:data:`BASELINES_THROUGH_ETR`), and the ``--arm NAME=PRESET[:key=value,...]`` definitions (``ValueError``
+    naming a bad one)."""
+    defined = {name: Arm(name, name) for name in ALL_PRESETS}
+    defined.update(BASELINES_THROUGH_ETR)
+    defined.update({arm.name: arm for arm in map(parse_arm, definitions)})
+    return defined
+
+
 # The static control: GRPO (ETR's loss with both levels off) with one clip range for every response, equal to ETR's
 # mean effective range over the responses that carry a gradient, measured on the finished `etr` runs of the same --out.
 MATCHED_CONTROL = "grpo_matched"
@@ -843,10 +853,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--group-size {args.group_size}: a group needs at least 2 responses for GRPO's baseline "
                      "(its mean) to carry a signal; use 2 or more")
 
-    defined = {name: Arm(name, name) for name in ALL_PRESETS}
-    defined.update(BASELINES_THROUGH_ETR)
     try:
-        defined.update({arm.name: arm for arm in map(parse_arm, args.arm)})
+        defined = defined_arms(args.arm)
     except ValueError as error:
         parser.error(str(error))
     settings = Settings(task=args.task, steps=args.steps, lr=args.lr, group_size=args.group_size,

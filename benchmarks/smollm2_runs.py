@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -38,12 +39,18 @@ if str(HERE) not in sys.path:  # the sibling benchmark modules, however this scr
     sys.path.insert(0, str(HERE))
 
 import smollm2_task  # noqa: E402
-from learning import ALL_PRESETS, BASELINES_THROUGH_ETR, FP32_ACTOR, Arm, parse_arm  # noqa: E402
+from learning import FP32_ACTOR, Arm, defined_arms  # noqa: E402
 
 from etr_verl.demo.report import read_metrics  # noqa: E402
 from etr_verl.demo.runner import run_trainer, trainer_overrides  # noqa: E402
 
 BUCKET_MEGABYTES = 256  # verl's weight-sync bucket must hold the largest tensor: the 49,152 x 576 fp32 embedding
+# Ray sets OMP_NUM_THREADS=1 in an actor that declares no CPUs (ray._private.utils.set_omp_num_threads_if_unset), so
+# verl's FSDP worker computed on one thread of this machine's CPUs; set, Ray leaves it alone
+ACTOR_THREADS = len(os.sched_getaffinity(0))
+# one micro-batch of 16 responses for the old log-probs too: with all 64 at once (the demo's setting) the logits
+# are 64 x 160 x 49,152 fp32 (2 GB) and that forward took 280 s here, longer than the four updates of the step
+LOG_PROB_MICRO_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,8 @@ def run_arm(arm: Arm, seed: int, settings: Settings, out: Path) -> Path:
             "actor_rollout_ref.actor.checkpoint.save_contents=[hf_model]",  # what the measure loads; no optimizer
             f"actor_rollout_ref.rollout.checkpoint_engine.update_weights_bucket_megabytes={BUCKET_MEGABYTES}",
             "actor_rollout_ref.rollout.max_model_len=512", *FP32_ACTOR, *arm.overrides(),
+            f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={LOG_PROB_MICRO_BATCH}",
+            f'++ray_kwargs.ray_init.runtime_env.env_vars.OMP_NUM_THREADS="{ACTOR_THREADS}"',
         ]
         started = time.time()
         print(f"[smollm2] {arm.name} seed {seed}: {settings.steps} steps", flush=True)
@@ -217,10 +226,8 @@ def main(argv: list[str] | None = None) -> None:
                            if name != "model"}, model=str(Path(args.model).resolve()))
     if args.eval_every < 1 or args.eval_every > settings.steps:
         parser.error(f"--eval-every {args.eval_every}: between 1 and --steps ({settings.steps})")
-    defined = {name: Arm(name, name) for name in ALL_PRESETS}
-    defined.update(BASELINES_THROUGH_ETR)
     try:
-        defined.update({arm.name: arm for arm in map(parse_arm, args.arm)})
+        defined = defined_arms(args.arm)
     except ValueError as error:
         parser.error(str(error))
     unknown = [a for a in arms if a not in defined]
