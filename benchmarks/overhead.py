@@ -1,7 +1,8 @@
 """What ETR costs: its loss vs verl's `vanilla`, and `etr_grpo` vs verl's `grpo` / `grpo_vectorized`.
 
 Prints, for every shape, the median forward+backward time of both losses, their ratio and their peak-memory
-ratio, then the advantage estimators' times and ratios, all measured in the same run. Peak memory is
+ratio, then the advantage estimators' times and ratios and the time of each of ``etr_grpo``'s steps that reads or
+writes a ``(bs, T)`` tensor, all measured in the same run. Peak memory is
 ``torch.cuda.max_memory_allocated`` on CUDA; on the CPU it is the peak of live tensor storages created during the
 call, tracked op by op (:class:`PeakTensorBytes`), which counts what the CUDA allocator would hold minus its
 rounding and caching.
@@ -41,9 +42,11 @@ from verl.trainer.ppo.core_algos import (
 from verl.workers.config import ActorConfig, PolicyLossConfig
 
 import etr_verl.plugin  # noqa: F401
-from etr_verl.adapters.advantage import compute_etr_grpo_advantage
+from etr_verl.adapters import macro_channel
+from etr_verl.adapters.advantage import compute_etr_grpo_advantage, group_ids
 from etr_verl.adapters.policy_loss import compute_policy_loss_etr, driver_macro_signal
 from etr_verl.config import EtrPolicyLossConfig
+from etr_verl.elastic import response_has_tokens
 
 FULL_SHAPES = [(8, 4096), (16, 8192), (32, 4096), (32, 16384)]
 QUICK_SHAPES = [(4, 512)]
@@ -205,8 +208,32 @@ def bench_estimators(n_prompts, group, length, reps):
         "grpo_vectorized": lambda: compute_grpo_vectorized_outcome_advantage(rewards, mask, index),
         "etr_grpo": lambda: compute_etr_grpo_advantage(rewards, mask, index, config=config),
     }
-    # in alternation, as the losses: one call of each per repetition after two warm-ups, so that the machine's
-    # drift and the allocator's state (fresh (bs, T) outputs page-fault or not) hit them alike
+    times = median_times(fns, reps)
+    print(f"\nadvantage estimators, {n_prompts} prompts x {group} responses x {length} tokens (CPU):")
+    for name, t in times.items():
+        print(f"  {name:>16}: {t * 1e3:9.2f} ms")
+    print(f"  etr_grpo speed-up vs grpo: {times['grpo'] / times['etr_grpo']:.1f}x (target >= 20x)")
+    print(f"  etr_grpo / grpo_vectorized: {times['etr_grpo'] / times['grpo_vectorized']:.2f} (target <= 1.3)")
+    # where etr_grpo's time goes: its steps that read or write (bs, T) tensors, each timed alone (the rest of the
+    # call is (bs,) work: the uids, the group statistics)
+    scores = rewards.sum(dim=-1)
+    groups = group_ids(index, device=scores.device)
+    variance_ratio = torch.rand(bs, generator=gen)
+    parts = median_times({
+        "sum of the rewards": lambda: rewards.sum(dim=-1),
+        "verl's estimator given the sums": lambda: compute_grpo_vectorized_outcome_advantage(
+            scores.unsqueeze(-1), mask, groups),
+        "returns (the macro channel)": lambda: macro_channel.encode(variance_ratio, mask),
+        "non-empty rows": lambda: response_has_tokens(mask),
+    }, reps)
+    print("  etr_grpo's (bs, T) steps, each timed alone: " + ", ".join(
+        f"{name} {t * 1e3:.2f} ms" for name, t in parts.items()))
+
+
+def median_times(fns: dict, reps: int) -> dict[str, float]:
+    """Median seconds of each function, called in alternation (one call of each per repetition, after two
+    warm-ups), so that the machine's drift and the allocator's state (fresh (bs, T) outputs page-fault or not)
+    hit them alike."""
     samples = {name: [] for name in fns}
     for rep in range(reps + 2):
         for name, fn in fns.items():
@@ -214,12 +241,7 @@ def bench_estimators(n_prompts, group, length, reps):
             fn()
             if rep >= 2:
                 samples[name].append(time.perf_counter() - start)
-    times = {name: statistics.median(values) for name, values in samples.items()}
-    print(f"\nadvantage estimators, {n_prompts} prompts x {group} responses x {length} tokens (CPU):")
-    for name, t in times.items():
-        print(f"  {name:>16}: {t * 1e3:9.2f} ms")
-    print(f"  etr_grpo speed-up vs grpo: {times['grpo'] / times['etr_grpo']:.1f}x (target >= 20x)")
-    print(f"  etr_grpo / grpo_vectorized: {times['etr_grpo'] / times['grpo_vectorized']:.2f} (target <= 1.3)")
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
