@@ -223,8 +223,11 @@ def main(argv: list[str] | None = None) -> None:
     measure_cli.add_argument("--samples", type=int, default=8, help="answers per problem for mean@k (default 8)")
     measure_cli.add_argument("--seed", type=int, default=0)
     measure_cli.add_argument("--limit", type=int, default=None,
-                             help="only the first N held-out problems (a quick look; the table is the whole set's)")
+                             help="only the first N held-out problems, in the set's order (kind by kind): a quick "
+                             "look at the speed, not the task's table")
     args = parser.parse_args(argv)
+    if args.command == "measure" and args.limit is not None and args.limit < 1:
+        parser.error(f"--limit {args.limit}: a number of problems, 1 or more (or leave it out for all 512)")
     if args.command == "data":
         print(json.dumps(write_task(args.out, args.n_train, args.seed), indent=1))
         return
