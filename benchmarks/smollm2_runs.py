@@ -108,7 +108,7 @@ def run_arm(arm: Arm, seed: int, settings: Settings, out: Path) -> Path:
             task_paths(out, settings), arm.preset, settings.steps, seed, run_dir,
             prompts_per_step=settings.prompts_per_step, group_size=settings.group_size,
             updates_per_step=settings.updates_per_step, ppo_epochs=settings.epochs, lr=settings.lr,
-            max_prompt_length=128, max_response_length=smollm2_task.MAX_RESPONSE_TOKENS,
+            max_prompt_length=smollm2_task.MAX_PROMPT_TOKENS, max_response_length=smollm2_task.MAX_RESPONSE_TOKENS,
             test_freq=-1, val_before_train=False, save_freq=settings.eval_every, backend="local_cpu")
         overrides = [o for o in overrides if not o.startswith(("trainer.experiment_name=", "trainer.default_local_dir=",
                                                                "trainer.project_name="))]
@@ -145,7 +145,8 @@ def checkpoint_steps(settings: Settings) -> list[int]:
 # ---- what a run shows -----------------------------------------------------------------------------------------
 
 TRAINING_SIGNALS = (("actor/entropy", "entropy"), ("actor/pg_clipfrac", "clipfrac"),
-                    ("actor/etr/pg_clipfrac_adv_pos", "clipfrac_pos"), ("actor/etr/pg_clipfrac_adv_neg", "clipfrac_neg"),
+                    ("actor/etr/pg_clipfrac_adv_pos", "clipfrac_pos"),
+                    ("actor/etr/pg_clipfrac_adv_neg", "clipfrac_neg"),
                     ("actor/etr/eps_low_mean", "eps_low"), ("actor/etr/eps_high_mean", "eps_high"),
                     ("critic/score/mean", "train_reward"), ("timing_s/step", "step_s"))
 

@@ -41,6 +41,7 @@ DIFFICULTY = {kind: level for level, kind in enumerate(KINDS, start=1)}
 EVAL_COUNTS = {"mul_1x1": 32, "add_2+1": 144, "add_2+2": 192, "mul_2x1": 144}
 SPLIT_SEED = 30
 EXAMPLES = (("12 + 7", "12 + 7 = 19\n#### 19"), ("45 - 18", "45 - 18 = 27\n#### 27"))
+MAX_PROMPT_TOKENS = 128  # the few-shot chat prompt through SmolLM2's template: ~110 tokens (verl: prompt_length 109)
 MAX_RESPONSE_TOKENS = 32  # "59 + 63 = 122\n#### 122" is 14 tokens; room for a wrong, longer answer to be graded
 
 Problem = tuple[str, int, int]  # (kind, a, b)
