@@ -38,6 +38,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from etr_verl.demo import task as digits_task
 from etr_verl.demo.report import VAL_PREFIX, read_metrics, series
@@ -138,12 +139,15 @@ def informative_factor_mean(rows: list[dict], factor_min: float) -> float:
     return statistics.fmean(per_step)
 
 
-def matched_range(out: Path, seeds: list[int], steps: int) -> dict:
+def matched_range(out: Path, seeds: list[int], steps: int,
+                  run_metrics: Callable[[int], Path] | None = None) -> dict:
     """The control's static clip offsets, frozen in ``OUT/matched_range.json`` the first time they are measured
     (so that every seed of the control, run in any later part of the sweep, gets the same range).
 
     ``eps_* = clip_ratio_* x`` the mean informative factor of the finished ``etr`` runs of ``seeds`` (mean over
-    steps 2..N, then over seeds). Raises ``ValueError`` naming the fix when those runs are not finished yet.
+    steps 2..N, then over seeds). ``run_metrics(seed)``: the metrics file of the ``etr`` run of a seed (default:
+    this script's ``OUT/runs/etr/seedN.jsonl``). Raises ``ValueError`` naming the fix when those runs are not
+    finished yet.
     """
     frozen = out / "matched_range.json"
     if frozen.exists():
@@ -152,7 +156,8 @@ def matched_range(out: Path, seeds: list[int], steps: int) -> dict:
 
     preset = OmegaConf.load(Path(__file__).resolve().parents[1] / "etr_verl" / "hydra_configs" / "algo"
                             / f"{MATCHED_SOURCE}.yaml").actor_rollout_ref.actor
-    paths = {seed: out / "runs" / MATCHED_SOURCE / f"seed{seed}.jsonl" for seed in seeds}
+    run_metrics = run_metrics or (lambda seed: out / "runs" / MATCHED_SOURCE / f"seed{seed}.jsonl")
+    paths = {seed: run_metrics(seed) for seed in seeds}
     runs = {seed: read_metrics(path) for seed, path in paths.items() if path.exists()}
     missing = [seed for seed in seeds if not any(r["step"] == steps for r in runs.get(seed, []))]
     if missing:

@@ -14,7 +14,9 @@ so a run keeps its numbers, not its weights. The start (step 0) is measured once
 
 A finished run (its metrics reach the last step and every checkpoint is measured) is reused, so an interrupted
 sweep resumes at the run it was in. Arms are ``benchmarks/learning.py``'s: GRPO and DAPO run through ETR's loss
-with both levels off (verl's ``vanilla`` loss bit for bit, plus clip fractions by advantage sign).
+with both levels off (verl's ``vanilla`` loss bit for bit, plus clip fractions by advantage sign); the static
+control ``grpo_matched`` takes ETR's mean effective range from the finished ``etr`` runs of the same seeds, so it
+comes after them (``--arms grpo,dapo,etr,grpo_matched`` runs them in that order).
 
 The go/no-go rule of the pilots (issue 30): GRPO's held-out mean@k must rise by more than two standard errors
 within the run, and clipping must bind on at least 1 % of tokens; ``--report-only`` prints both.
@@ -39,7 +41,15 @@ if str(HERE) not in sys.path:  # the sibling benchmark modules, however this scr
     sys.path.insert(0, str(HERE))
 
 import smollm2_task  # noqa: E402
-from learning import FP32_ACTOR, Arm, defined_arms  # noqa: E402
+from learning import (  # noqa: E402
+    FP32_ACTOR,
+    MATCHED_CONTROL,
+    MATCHED_SOURCE,
+    Arm,
+    defined_arms,
+    matched_control,
+    matched_range,
+)
 
 from etr_verl.demo.report import read_metrics  # noqa: E402
 from etr_verl.demo.runner import run_trainer, trainer_overrides  # noqa: E402
@@ -66,6 +76,8 @@ class Settings:
     lr: float = 2e-6
     eval_every: int = 5
     samples: int = 8  # k of the held-out mean@k and pass@j
+    # the sampler's dtype; verl's default is bf16 while the actor and the held-out measure run in fp32
+    rollout_dtype: str = "bfloat16"
     n_train: int = 4096
 
     def save(self, out: Path) -> None:
@@ -117,7 +129,8 @@ def run_arm(arm: Arm, seed: int, settings: Settings, out: Path) -> Path:
             f"trainer.default_local_dir={checkpoints}", "trainer.resume_mode=disable",
             "actor_rollout_ref.actor.checkpoint.save_contents=[hf_model]",  # what the measure loads; no optimizer
             f"actor_rollout_ref.rollout.checkpoint_engine.update_weights_bucket_megabytes={BUCKET_MEGABYTES}",
-            "actor_rollout_ref.rollout.max_model_len=512", *FP32_ACTOR, *arm.overrides(),
+            "actor_rollout_ref.rollout.max_model_len=512", f"actor_rollout_ref.rollout.dtype={settings.rollout_dtype}",
+            *FP32_ACTOR, *arm.overrides(),
             f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={LOG_PROB_MICRO_BATCH}",
             f'++ray_kwargs.ray_init.runtime_env.env_vars.OMP_NUM_THREADS="{ACTOR_THREADS}"',
         ]
@@ -231,18 +244,40 @@ def main(argv: list[str] | None = None) -> None:
         defined = defined_arms(args.arm)
     except ValueError as error:
         parser.error(str(error))
-    unknown = [a for a in arms if a not in defined]
+    unknown = [a for a in arms if a not in defined and a != MATCHED_CONTROL]
     if unknown:
-        parser.error(f"unknown arm(s) {unknown}; defined: {sorted(defined)} (add one with --arm)")
+        parser.error(f"unknown arm(s) {unknown}; defined: {sorted(defined | {MATCHED_CONTROL: None})} (add one "
+                     "with --arm)")
+    # the static control's range comes from the etr runs of these seeds: finished in this --out, or run first by
+    # this command (etr named before it)
+    control_waits = MATCHED_CONTROL in arms and MATCHED_SOURCE in arms[:arms.index(MATCHED_CONTROL)]
+    if MATCHED_CONTROL in arms and MATCHED_CONTROL not in defined and not control_waits:
+        try:
+            defined[MATCHED_CONTROL] = static_control(out, seeds, settings)
+        except ValueError as error:
+            parser.error(str(error))
     out.mkdir(parents=True, exist_ok=True)
     if (out / "settings.json").exists() and Settings.load(out) != settings:
         parser.error(f"{out} holds runs made with {Settings.load(out)}; use another --out for {settings}")
     settings.save(out)
     measure(settings.model, out / "eval_step0.json", settings.samples)
     for arm in arms:
+        if arm == MATCHED_CONTROL and arm not in defined:
+            defined[arm] = static_control(out, seeds, settings)
         for seed in seeds:
             run_arm(defined[arm], seed, settings, out)
     print(report(out, arms, seeds, settings))
+
+
+def static_control(out: Path, seeds: list[int], settings: Settings) -> Arm:
+    """``grpo_matched``: GRPO with one clip range for every response, ETR's mean effective range over the
+    responses with a gradient in the finished ``etr`` runs of ``seeds`` (``learning.matched_range``, frozen in
+    ``OUT/matched_range.json``); ``ValueError`` naming the fix when those runs are not finished."""
+    matched = matched_range(out, seeds, settings.steps,
+                            run_metrics=lambda seed: out / "runs" / MATCHED_SOURCE / f"seed{seed}" / "metrics.jsonl")
+    print(f"[smollm2] {MATCHED_CONTROL}: static range eps_low {matched['eps_low']}, eps_high {matched['eps_high']} "
+          f"({out / 'matched_range.json'})", flush=True)
+    return matched_control(matched)
 
 
 if __name__ == "__main__":

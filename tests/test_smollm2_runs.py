@@ -90,3 +90,39 @@ def test_bad_input_is_refused_before_anything_runs(tmp_path):
     too_far = run("--model", str(model), "--steps", "4", "--eval-every", "5")
     assert too_far.returncode == 2 and "--eval-every 5" in too_far.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _write_etr_metrics(out: Path, seed: int, factor_mean: float, zero_share: float, steps: int = 10) -> None:
+    run_dir = out / "runs" / "etr" / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    with open(run_dir / "metrics.jsonl", "w") as handle:
+        for step in range(1, steps + 1):
+            data = {"actor/etr/factor_mean": 2.0 if step == 1 else factor_mean,
+                    "actor/etr/zero_variance_share": zero_share}
+            handle.write(json.dumps({"step": step, "data": data}) + "\n")
+
+
+def test_the_static_control_takes_etrs_mean_range_over_responses_with_a_gradient(tmp_path):
+    """grpo_matched: one clip range for every response, ETR's clip ratios (0.2) times the mean factor of the
+    responses with a gradient, from the etr runs in this runner's layout (runs/etr/seedN/metrics.jsonl)."""
+    settings = runs.Settings(model="m", steps=10)
+    # per step: 0.25 of the responses in zero-variance groups at factor_min 0.5, the rest at f
+    # (0.875 - 0.25 x 0.5) / 0.75 = 1.0 for seed 0, (0.8 - 0.125) / 0.75 = 0.9 for seed 1; step 1 left out
+    _write_etr_metrics(tmp_path, 0, 0.875, 0.25)
+    _write_etr_metrics(tmp_path, 1, 0.8, 0.25)
+    arm = runs.static_control(tmp_path, [0, 1], settings)
+    overrides = " ".join(arm.overrides())
+    assert "clip_ratio_low=0.19" in overrides and "clip_ratio_high=0.19" in overrides
+    assert "etr_alpha=0" in overrides and "etr_beta=0" in overrides  # both levels off: a static range
+    frozen = json.loads((tmp_path / "matched_range.json").read_text())
+    assert frozen["informative_factor_per_seed"] == pytest.approx([1.0, 0.9])
+
+
+def test_the_static_control_is_refused_before_its_etr_runs_exist(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "out"), "--model", str(model),
+                             "--arms", "grpo_matched", "--seeds", "0,1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--arms etr --seeds 0,1" in result.stderr
+    assert not (tmp_path / "out").exists()
