@@ -42,7 +42,6 @@ from verl.trainer.ppo.core_algos import (
 from verl.workers.config import ActorConfig, PolicyLossConfig
 
 import etr_verl.plugin  # noqa: F401
-from etr_verl.adapters import macro_channel
 from etr_verl.adapters.advantage import compute_etr_grpo_advantage, group_ids
 from etr_verl.adapters.policy_loss import compute_policy_loss_etr, driver_macro_signal
 from etr_verl.config import EtrPolicyLossConfig
@@ -215,15 +214,13 @@ def bench_estimators(n_prompts, group, length, reps):
     print(f"  etr_grpo speed-up vs grpo: {times['grpo'] / times['etr_grpo']:.1f}x (target >= 20x)")
     print(f"  etr_grpo / grpo_vectorized: {times['etr_grpo'] / times['grpo_vectorized']:.2f} (target <= 1.3)")
     # where etr_grpo's time goes: its steps that read or write (bs, T) tensors, each timed alone (the rest of the
-    # call is (bs,) work: the uids, the group statistics)
+    # call is (bs,) work: the uids, the group statistics, the macro channel's (bs, 1) returns)
     scores = rewards.sum(dim=-1)
     groups = group_ids(index, device=scores.device)
-    variance_ratio = torch.rand(bs, generator=gen)
     parts = median_times({
         "sum of the rewards": lambda: rewards.sum(dim=-1),
         "verl's estimator given the sums": lambda: compute_grpo_vectorized_outcome_advantage(
             scores.unsqueeze(-1), mask, groups),
-        "returns (the macro channel)": lambda: macro_channel.encode(variance_ratio, mask),
         "non-empty rows": lambda: response_has_tokens(mask),
     }, reps)
     print("  etr_grpo's (bs, T) steps, each timed alone: " + ", ".join(

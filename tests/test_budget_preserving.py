@@ -221,11 +221,11 @@ def test_the_loss_is_micro_batch_invariant_with_the_drivers_factors():
 def test_the_channel_never_reads_one_kind_as_the_other():
     mask = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=torch.bool)
     factors = torch.tensor([1.5, 0.5, 0.0])
-    carried = macro_channel.encode_factors(factors, mask)
+    carried = macro_channel.encode_factors(factors, elastic.response_has_tokens(mask))
     assert torch.equal(macro_channel.decode(carried, macro_channel.FACTOR, 2.0), factors)
     with pytest.raises(elastic.ETRInputError, match="carries budget-preserving factors"):
         macro_channel.decode(carried)
-    ratios = macro_channel.encode(torch.tensor([0.75, 1.0, 0.0]), mask)
+    ratios = macro_channel.encode(torch.tensor([0.75, 1.0, 0.0]), elastic.response_has_tokens(mask))
     with pytest.raises(elastic.ETRInputError, match="not budget-preserving factors"):
         macro_channel.decode(ratios, macro_channel.FACTOR, 2.0)
     with pytest.raises(elastic.ETRInputError, match="above this loss's policy_loss.etr_factor_max=1.2"):

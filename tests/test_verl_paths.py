@@ -224,8 +224,8 @@ def _padded_proto(scores, gids, lengths):
 
 
 def test_estimator_writes_the_whole_group_signal_to_returns():
-    """etr_grpo's second output is v_g / v_max of each response's group (4 p (1 - p)) at its valid tokens; verl's
-    padding samples (empty mask) neither count in their group nor carry a value."""
+    """etr_grpo's second output is v_g / v_max of each response's group (4 p (1 - p)), one value per response;
+    verl's padding samples (empty mask) neither count in their group nor carry a value."""
     passed, gids = binary_groups(3, 4, torch.Generator().manual_seed(4), successes=[0, 2, 4])
     lengths = [3, 2, 4, 1] * 3
     lengths[11] = 0  # a padding sample
@@ -236,7 +236,11 @@ def test_estimator_writes_the_whole_group_signal_to_returns():
     ratio = macro_channel.decode(returns)
     # group 2 has 3 valid responses, all successes (the padding sample is not one of them)
     assert ratio.tolist() == [0.0] * 4 + [1.0] * 4 + [0.0] * 4
-    assert torch.equal(returns, ratio[:, None] * data.batch["response_mask"])
+    assert returns.shape == (12, 1) and returns.dtype == torch.float32  # one value per response, not per token
+    assert torch.equal(returns, ratio[:, None])
+    # verl's critic/returns/* metrics select returns with the (bs, T) mask: the value at every valid token
+    mask = data.batch["response_mask"].bool()
+    assert torch.equal(torch.masked_select(returns, mask), ratio.repeat_interleave(torch.tensor(lengths)))
 
 
 def test_macro_signal_is_identical_on_the_legacy_and_v1_paths_and_in_every_micro_batch():

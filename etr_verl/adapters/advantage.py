@@ -60,8 +60,8 @@ def compute_etr_grpo_advantage(
             ``algorithm.etr.budget_preserving_reading``: the loss's coefficients, for ``etr_budget=preserve``).
 
     Returns:
-        ``advantages``: ``(bs, T)``, GRPO's, zero outside the mask. ``returns``: ``(bs, T)`` fp32,
-        ``v_g / v_max`` of the response's group at its valid tokens, zero elsewhere
+        ``advantages``: ``(bs, T)``, GRPO's, zero outside the mask. ``returns``: ``(bs, 1)`` fp32,
+        ``v_g / v_max`` of the response's group, zero for a response without tokens
         (:func:`etr_verl.adapters.macro_channel.encode`); with a budget-preserving reading, ``-f_i`` there instead
         (:func:`etr_verl.adapters.macro_channel.encode_factors`).
     """
@@ -102,11 +102,11 @@ def compute_etr_grpo_advantage(
     )
     reading = etr.budget_preserving_reading
     if reading is None:
-        return advantages, macro_channel.encode(variance_ratio, response_mask)
+        return advantages, macro_channel.encode(variance_ratio, valid)
     adv_magnitude = response_advantage_magnitude(advantages, response_mask)
     informative = valid & (adv_magnitude > 0)  # responses with a learning signal: the budget is theirs
     factor = budget_preserving_factor(adv_magnitude, variance_ratio, informative, reading)
-    return advantages, macro_channel.encode_factors(factor, response_mask)
+    return advantages, macro_channel.encode_factors(factor, valid)
 
 
 def _clamped_into_range(scores: torch.Tensor, valid: torch.Tensor, low: float, high: float) -> torch.Tensor:

@@ -17,17 +17,23 @@ show the macro signal (token-weighted). Limits, checked before Ray starts (:mod:
 critic would train the critic on it (refused), and a KL penalty in the reward would make the outcome scores
 non-binary (refused; use ``actor.use_kl_loss``).
 
-Encoding, for response ``i`` with variance ratio ``r_i`` in ``[0, 1]`` and response mask ``m_it`` in ``{0, 1}``::
+Encoding, for response ``i`` with variance ratio ``r_i`` in ``[0, 1]`` and ``h_i`` = 1 when its response mask has
+a valid token (0 for verl's padding samples)::
 
-    returns_it = r_i * m_it            (exact in fp32: a product with 1 or 0)
-    r_i        = max_t returns_it      (exact: the other entries are 0 <= r_i)
+    returns_i0 = r_i * h_i             (bs, 1) fp32, exact: a product with 1 or 0
+    r_i        = max_t returns_it      (exact, in whichever layout the worker gets it: (bs, 1) dense, width-1
+                                        jagged rows, or a (bs, T) tensor padded with zeros, all entries <= r_i)
 
-so the worker recovers the driver's fp32 values bit for bit, whichever trainer and batch layout (dense with
-padding, or jagged) carried them.
+so the worker recovers the driver's fp32 values bit for bit, whichever trainer and batch layout carried them.
+One value per response rather than one per token: a ``(bs, 1)`` field is what verl's ``(bs, T)`` code broadcasts
+(``compute_data_metrics`` selects ``returns`` with the ``(bs, T)`` response mask, so ``critic/returns/*`` are still
+token-weighted over the valid tokens), and writing ``(bs, T)`` copies of it was half the estimator's time on long
+responses (``benchmarks/overhead.py``, docs/benchmarks.md section 2). The V1 trainers' ``response_to_nested``
+stores the first ``min(1, length)`` entries of each row, so an empty response travels as an empty row (read as 0).
 
 With ``policy_loss.etr_budget=preserve`` the channel carries, instead, each response's final elastic factor
 ``f_i`` (computed by the driver from the whole batch: :func:`etr_verl.elastic.budget_preserving_factor`),
-*negated*: ``returns_it = -f_i * m_it``, ``f_i = -min_t returns_it``. The sign tells the two kinds apart, so a loss
+*negated*: ``returns_i0 = -f_i * h_i``, ``f_i = -min_t returns_it``. The sign tells the two kinds apart, so a loss
 expecting one can never read the other (a mismatch is an error naming both), and verl's ``critic/returns/*``
 metrics show ``-f`` (mean over tokens).
 """
@@ -49,29 +55,32 @@ KINDS = (VARIANCE_RATIO, FACTOR)
 """What the channel carries: the variance ratios ``v_g / v_max`` (default) or the budget-preserving factors."""
 
 
-def encode(variance_ratio: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+def encode(variance_ratio: torch.Tensor, has_tokens: torch.Tensor) -> torch.Tensor:
     """The ``returns`` tensor that carries ``variance_ratio``.
 
     Args:
         variance_ratio: ``(bs,)`` fp32 ``v_g / v_max`` of each response's group, in ``[0, 1]``.
-        response_mask: ``(bs, T)`` valid response tokens.
+        has_tokens: ``(bs,)`` bool, responses with a valid token (:func:`etr_verl.elastic.response_has_tokens`).
 
     Returns:
-        ``(bs, T)`` fp32: ``variance_ratio[i]`` at the valid tokens of response ``i``, 0 elsewhere.
+        ``(bs, 1)`` fp32: ``variance_ratio[i]`` for a response with tokens, 0 for an empty one (verl's padding
+        samples, whose ratio is not part of any group's).
     """
-    # one (bs, T) write: the mask is promoted inside the product (a bool/int/low-precision mask times fp32 is fp32)
-    encoded = variance_ratio.to(torch.float32).reshape(-1, 1) * response_mask
-    return encoded if encoded.dtype == torch.float32 else encoded.to(torch.float32)
+    if has_tokens.dtype != torch.bool or has_tokens.dim() != 1:
+        raise TypeError(f"has_tokens must be a (bs,) bool tensor, got {has_tokens.dtype} of shape "
+                        f"{tuple(has_tokens.shape)}: pass elastic.response_has_tokens(response_mask)")
+    return (variance_ratio.to(torch.float32) * has_tokens).unsqueeze(-1)
 
 
-def encode_factors(factor: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
-    """The ``returns`` tensor that carries budget-preserving factors: ``-factor[i]`` at the valid tokens of
-    response ``i``, 0 elsewhere; ``(bs,)`` fp32 factors ``>= 0``, ``(bs, T)`` mask -> ``(bs, T)`` fp32."""
-    return encode(factor, response_mask).neg_()
+def encode_factors(factor: torch.Tensor, has_tokens: torch.Tensor) -> torch.Tensor:
+    """The ``returns`` tensor that carries budget-preserving factors: ``-factor[i]`` for a response with tokens,
+    0 for an empty one; ``(bs,)`` fp32 factors ``>= 0``, ``(bs,)`` bool ``has_tokens`` -> ``(bs, 1)`` fp32."""
+    return encode(factor, has_tokens).neg_()
 
 
 def decode(returns: torch.Tensor, kind: str = VARIANCE_RATIO, factor_max: float = 1.0) -> torch.Tensor:
-    """The ``(bs,)`` fp32 values of ``kind`` from a padded ``(bs, T)`` ``returns`` tensor (0 for empty rows).
+    """The ``(bs,)`` fp32 values of ``kind`` from a padded ``returns`` tensor, ``(bs, 1)`` as ``encode`` writes it or
+    ``(bs, T)`` padded with zeros (0 for empty rows).
 
     Raises :class:`ETRInputError` when the values cannot be ETR's: not finite, outside ``[0, 1]`` (variance
     ratios), outside ``[-factor_max, 0]`` (factors), or of the other kind (the sign tells). ``returns`` then holds
