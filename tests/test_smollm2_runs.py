@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,51 @@ def test_the_static_control_is_refused_before_its_etr_runs_exist(tmp_path):
                              "--arms", "grpo_matched", "--seeds", "0,1"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--arms etr --seeds 0,1" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_start_and_the_last_step_are_measured_for_breadth_in_one_engine(tmp_path, monkeypatch):
+    """The last step: one measure of breadth_samples answers per problem, whose first k make the step's k-sample
+    table (unless it exists); other steps: the k-sample measure alone; what exists is not measured again."""
+    calls = []
+
+    def fake_measure(arguments, model_dir):
+        calls.append(arguments)
+        for flag in ("--json", "--also-json"):
+            if flag in arguments:
+                Path(arguments[arguments.index(flag) + 1]).write_text(json.dumps(_table(0.3, 0.01)))
+
+    monkeypatch.setattr(runs, "_run_measure", fake_measure)
+    settings = runs.Settings(model="m", steps=10, eval_every=5, samples=8, breadth_samples=32)
+    runs.measure_step("ckpt5", tmp_path, 5, settings, last=False)
+    runs.measure_step("ckpt10", tmp_path, 10, settings, last=True)
+    assert calls[0] == ["ckpt5", "--json", str(tmp_path / "eval_step5.json"), "--samples", "8"]
+    assert calls[1] == ["ckpt10", "--json", str(tmp_path / "eval_step10_breadth.json"), "--samples", "32",
+                        "--also-samples", "8", "--also-json", str(tmp_path / "eval_step10.json")]
+    assert runs.step_measured(tmp_path, 10, settings, last=True)
+    runs.measure_step("ckpt10", tmp_path, 10, settings, last=True)
+    assert len(calls) == 2
+    # a start measured before (the copied k-sample table): its breadth measure alone
+    (tmp_path / "eval_step0.json").write_text(json.dumps(_table(0.3, 0.01)))
+    assert not runs.step_measured(tmp_path, 0, settings, last=True)
+    runs.measure_step("model", tmp_path, 0, settings, last=True)
+    assert calls[2] == ["model", "--json", str(tmp_path / "eval_step0_breadth.json"), "--samples", "32"]
+
+
+def test_folders_saved_before_the_breadth_measure_load_without_it(tmp_path):
+    settings = runs.Settings(model="m")
+    saved = {k: v for k, v in asdict(settings).items() if k != "breadth_samples"}
+    (tmp_path / "settings.json").write_text(json.dumps(saved))
+    assert runs.Settings.load(tmp_path).breadth_samples == 0
+
+
+def test_report_prints_breadth_at_the_start_and_the_last_step(tmp_path):
+    settings = runs.Settings(model="m", steps=10, eval_every=5)
+    _write_run(tmp_path, settings, "grpo", 0, {0: 0.30, 5: 0.35, 10: 0.40}, 0.02)
+    for path, value in ((tmp_path / "eval_step0_breadth.json", 0.6),
+                        (tmp_path / "runs" / "grpo" / "seed0" / "eval_step10_breadth.json", 0.5)):
+        table = _table(0.3, 0.01)
+        table["all"].update({"pass@1": 0.3, "pass@32": value})
+        path.write_text(json.dumps(table))
+    text = runs.report(tmp_path, ["grpo"], [0], settings)
+    assert "breadth at step 0 (all kinds, 32 samples): pass@1 0.300, pass@32 0.600" in text
+    assert "breadth at step 10 (all kinds, 32 samples): pass@1 0.300, pass@32 0.500" in text

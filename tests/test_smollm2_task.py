@@ -84,3 +84,16 @@ def test_the_accuracy_table_per_kind_with_unbiased_pass_at_j():
     assert table["all"]["pass@4"] == pytest.approx(2 / 3)
     assert table["all"]["greedy_se"] == pytest.approx(math.sqrt((1 / 3) / 3))  # sample variance of (1, 0, 1) is 1/3
     assert "| mul_1x1 | 2 |" in task.format_table(table)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--also-samples", "4"], "--also-samples and --also-json go together"),
+    (["--also-samples", "8", "--also-json", "b.json"], "--also-samples 8: between 1 and --samples - 1 (7)"),
+    (["--also-samples", "0", "--also-json", "b.json"], "--also-samples 0"),
+])
+def test_a_bad_second_table_is_refused_before_any_engine_starts(tmp_path, extra, message):
+    result = subprocess.run([sys.executable, str(SCRIPT), "measure", str(tmp_path / "no-model"), "--json",
+                             str(tmp_path / "a.json"), "--samples", "8", *extra], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "a.json").exists()
