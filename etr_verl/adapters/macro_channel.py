@@ -8,13 +8,14 @@ the actor workers get micro-batches that split groups. It therefore has to trave
    (``_compute_advantage`` puts ``advantages`` and ``returns`` into TransferQueue);
 2. reaches the actor worker's loss function with each micro-batch (the whole batch is sent to ``update_actor``);
 3. survives verl's planned declared-column data path (the ``neo`` branch materialises only the columns an engine
-   declares; its training-batch spec lists ``advantages`` and ``returns``, not ad-hoc fields).
+   declares; its training-batch spec lists ``advantages`` and ``returns``, not ad-hoc fields; whether it also
+   takes a width-1 ``returns`` is unchecked: that branch is not released).
 
 The advantage estimator's second output, ``returns``, is that field: ``etr_grpo`` returns GRPO's advantages and,
-as ``returns``, the variance ratio of each response's group at each of its valid tokens (0 elsewhere). GRPO-family
-runs have no critic, so verl reads ``returns`` only for its ``critic/returns/{mean,max,min}`` metrics, which then
-show the macro signal (token-weighted). Limits, checked before Ray starts (:mod:`etr_verl.main`): a run with a
-critic would train the critic on it (refused), and a KL penalty in the reward would make the outcome scores
+as ``returns``, the variance ratio of each response's group, one value per response (0 for an empty one).
+GRPO-family runs have no critic, so verl reads ``returns`` only for its ``critic/returns/{mean,max,min}`` metrics,
+which then show the macro signal (token-weighted). Limits, checked before Ray starts (:mod:`etr_verl.main`): a run
+with a critic would train the critic on it (refused), and a KL penalty in the reward would make the outcome scores
 non-binary (refused; use ``actor.use_kl_loss``).
 
 Encoding, for response ``i`` with variance ratio ``r_i`` in ``[0, 1]`` and ``h_i`` = 1 when its response mask has
