@@ -109,15 +109,15 @@ def measure(model_dir: str | Path, destination: Path, samples: int) -> dict:
     return json.loads(destination.read_text())
 
 
-def breadth_paths(directory: Path, step: int) -> tuple[Path, Path]:
-    """A step's k-sample table and its breadth table (``breadth_samples`` per problem)."""
+def measure_paths(directory: Path, step: int) -> tuple[Path, Path]:
+    """Where a step's measures go: its k-sample table and its breadth table (``breadth_samples`` per problem)."""
     return directory / f"eval_step{step}.json", directory / f"eval_step{step}_breadth.json"
 
 
 def measure_with_breadth(model_dir: str | Path, directory: Path, step: int, settings: Settings) -> None:
     """A step measured with ``breadth_samples`` per problem, and its k-sample table from the first k of them
     unless it exists already (one engine, one set of answers); reused if present."""
-    table, breadth = breadth_paths(directory, step)
+    table, breadth = measure_paths(directory, step)
     if breadth.exists():
         measure(model_dir, table, settings.samples)
         return
@@ -139,11 +139,12 @@ def measure_step(model_dir: str | Path, directory: Path, step: int, settings: Se
     if last and settings.breadth_samples:
         measure_with_breadth(model_dir, directory, step, settings)
     else:
-        measure(model_dir, breadth_paths(directory, step)[0], settings.samples)
+        measure(model_dir, measure_paths(directory, step)[0], settings.samples)
 
 
 def step_measured(directory: Path, step: int, settings: Settings, last: bool) -> bool:
-    table, breadth = breadth_paths(directory, step)
+    """Whether every measure ``measure_step`` would make of this step exists."""
+    table, breadth = measure_paths(directory, step)
     return table.exists() and (breadth.exists() or not (last and settings.breadth_samples))
 
 
@@ -219,7 +220,7 @@ def run_record(out: Path, arm: str, seed: int, settings: Settings) -> dict:
     entropy = [float(r["actor/entropy"]) for r in rows if "actor/entropy" in r]
     signals["entropy_first"], signals["entropy_last"] = entropy[0], entropy[-1]
     breadth = {step: json.loads(path.read_text()) for step, path in
-               ((0, breadth_paths(out, 0)[1]), (settings.steps, breadth_paths(run_dir, settings.steps)[1]))
+               ((0, measure_paths(out, 0)[1]), (settings.steps, measure_paths(run_dir, settings.steps)[1]))
                if path.exists()}
     return {"evals": evals, "signals": signals, "breadth": breadth}
 
@@ -293,8 +294,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(error))
     unknown = [a for a in arms if a not in defined and a != MATCHED_CONTROL]
     if unknown:
-        parser.error(f"unknown arm(s) {unknown}; defined: {sorted(defined | {MATCHED_CONTROL: None})} (add one "
-                     "with --arm)")
+        parser.error(f"unknown arm(s) {unknown}; defined: {sorted([*defined, MATCHED_CONTROL])} (add one with "
+                     "--arm)")
     # the static control's range comes from the etr runs of these seeds: finished in this --out, or run first by
     # this command (etr named before it)
     control_waits = MATCHED_CONTROL in arms and MATCHED_SOURCE in arms[:arms.index(MATCHED_CONTROL)]
