@@ -17,11 +17,13 @@ pytestmark = pytest.mark.verl_independent  # pinned with the benchmark, as tests
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "smollm2_runs.py"
+COMPARE = ROOT / "benchmarks" / "smollm2_compare.py"
 runs = load_script(SCRIPT, "smollm2_runs")
 
 
 def _table(mean: float, se: float, greedy: float = 0.5) -> dict:
-    row = {"problems": 512, "greedy": greedy, "greedy_se": 0.02, "mean@8": mean, "mean@8_se": se}
+    row = {"problems": 512, "greedy": greedy, "greedy_se": 0.02, "mean@8": mean, "mean@8_se": se,
+           "pass@8": min(1.0, mean + 0.2)}
     return {kind: dict(row) for kind in ("mul_1x1", "add_2+1", "add_2+2", "mul_2x1", "all")}
 
 
@@ -170,8 +172,36 @@ def test_report_prints_breadth_at_the_start_and_the_last_step(tmp_path):
     for path, value in ((tmp_path / "eval_step0_breadth.json", 0.6),
                         (tmp_path / "runs" / "grpo" / "seed0" / "eval_step10_breadth.json", 0.5)):
         table = _table(0.3, 0.01)
+        table["all"].pop("pass@8")
         table["all"].update({"pass@1": 0.3, "pass@32": value})
         path.write_text(json.dumps(table))
     text = runs.report(tmp_path, ["grpo"], [0], settings)
     assert "breadth at step 0 (all kinds, 32 samples): pass@1 0.300, pass@32 0.600" in text
     assert "breadth at step 10 (all kinds, 32 samples): pass@1 0.300, pass@32 0.500" in text
+
+
+def test_the_comparison_pairs_each_arm_with_grpo_on_the_seeds_both_finished(tmp_path):
+    """``smollm2_compare.py``: mean ± sd per arm over its finished seeds, arm - grpo over the seeds both finished,
+    an unfinished run named and left out, and the plots written."""
+    settings = runs.Settings(model="m", steps=10, eval_every=5, breadth_samples=0)
+    finals = {("grpo", 0): 0.40, ("grpo", 1): 0.50, ("etr", 0): 0.46, ("etr", 1): 0.52}
+    for (arm, seed), final in finals.items():
+        _write_run(tmp_path, settings, arm, seed, {0: 0.30, 5: 0.35, 10: final}, 0.02)
+    (tmp_path / "runs" / "etr" / "seed1" / "eval_step10.json").unlink()  # trained, last step not measured yet
+    result = subprocess.run([sys.executable, str(COMPARE), "--out", str(tmp_path), "--arms", "grpo,etr",
+                             "--seeds", "0,1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = (tmp_path / "comparison.md").read_text()
+    grpo = next(line for line in text.splitlines() if line.startswith("| grpo | 2 |")).split(" | ")
+    assert grpo[3] == "0.450 ± 0.071"  # mean@8 at step 10 over seeds 0 and 1
+    paired = next(line for line in text.splitlines() if line.startswith("| etr (seeds 0) |")).split(" | ")
+    assert paired[2] == "0.060 ± 0.000 (1/1 ahead)"  # 0.46 - 0.40 on seed 0 alone
+    assert "Not finished (left out above): etr seed 1." in text
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["smollm2_clipfrac.png", "smollm2_entropy.png",
+                                                              "smollm2_mean_at_k.png"]
+
+
+def test_the_comparison_refuses_a_folder_without_runs(tmp_path):
+    result = subprocess.run([sys.executable, str(COMPARE), "--out", str(tmp_path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and f"--out {tmp_path}: no settings.json there" in result.stderr
