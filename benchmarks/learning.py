@@ -586,16 +586,7 @@ def plot(runs: dict[str, list[list[dict]]], greedy: dict[str, list[dict | None]]
         if not ax.get_lines():
             plt.close(fig)
             continue
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("training step")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        path = out_dir / filename
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, ax, title, "training step", out_dir / filename, ncol=2))
     if large_k:
         written.append(plot_pass_at_j(eval_set, out_dir / "learning_eval_pass_at_j.png"))
     return written
@@ -628,11 +619,20 @@ def plot_pass_at_j(eval_set: dict[str, list[dict | None]], path: Path) -> Path:
                         label=f"{arm} (step {max(map(int, sets[0]))})")
         ax.fill_between(js, [min(v) for v in values], [max(v) for v in values], color=line.get_color(), alpha=0.10)
     ax.set_xscale("log", base=2)
-    ax.set_title("eval-set 3-column sums: unbiased pass@j at temperature 1, warm start and last checkpoint",
-                 fontsize=10)
-    ax.set_xlabel("j (samples)")
+    return save_figure(fig, ax, "eval-set 3-column sums: unbiased pass@j at temperature 1, warm start and last "
+                       "checkpoint", "j (samples)", path)
+
+
+def save_figure(fig, ax, title: str, xlabel: str, path: Path, fontsize: int = 7, ncol: int = 1) -> Path:
+    """The benchmarks' plot style: title, axis label, grid and the legend (when a line has a label), then the PNG
+    written and the figure closed."""
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=fontsize, ncol=ncol)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # the sibling benchmark modules, however this script is loaded
     sys.path.insert(0, str(HERE))
 
-from learning import arm_colors, area_under_curve, paired_table, results_table  # noqa: E402
+from learning import arm_colors, area_under_curve, paired_table, results_table, save_figure  # noqa: E402
 from smollm2_runs import Settings, checkpoint_steps, measure_paths, run_record, step_measured  # noqa: E402
 
 from etr_verl.demo.report import read_metrics  # noqa: E402
@@ -101,8 +101,9 @@ def comparison(out: Path, arms: list[str], seeds: list[int]) -> tuple[str, dict,
              results_table({arm: list(runs.values()) for arm, runs in summaries.items()}, table_columns), ""]
     if REFERENCE in summaries:
         paired_columns = tuple((header, key) for header, key, _ in table_columns)
-        lines += [f"Paired by seed (same data order and first samples): arm - {REFERENCE}, mean ± sd of the "
-                  "per-seed differences, and on how many seeds the arm is ahead:", ""]
+        lines += [f"Paired by seed (the same prompts in the same order; vLLM's samples on a CPU are seeded but not "
+                  f"reproducible): arm - {REFERENCE}, mean ± sd of the per-seed differences, and on how many seeds "
+                  "the arm is ahead:", ""]
         header, rows = [], []
         for arm in arms:
             common = [s for s in done[arm] if s in done[REFERENCE]]
@@ -165,14 +166,7 @@ def plot(out: Path, done: dict[str, list[int]], destination: Path) -> list[Path]
         fig, ax = plt.subplots(figsize=(7.2, 4.2))
         for arm in arms:
             draw(arm, ax, colors[arm])
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("training step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(destination / filename, dpi=110)
-        plt.close(fig)
-        written.append(destination / filename)
+        written.append(save_figure(fig, ax, title, "training step", destination / filename, fontsize=8))
     breadth = pass_at_j_figure(out, records, colors, settings, destination / "smollm2_pass_at_j.png")
     return written + ([breadth] if breadth else [])
 
@@ -195,14 +189,8 @@ def pass_at_j_figure(out: Path, records: dict[str, list[dict]], colors: dict, se
         _band(ax, [curve(r["breadth"][settings.steps]) for r in runs if settings.steps in r["breadth"]],
               f"{arm} (step {settings.steps})", colors[arm])
     ax.set_xscale("log", base=2)
-    ax.set_title("held-out pass@j at temperature 1 (unbiased estimate from the breadth samples)", fontsize=10)
-    ax.set_xlabel("j (samples per problem)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, ax, "held-out pass@j at temperature 1 (unbiased estimate from the breadth samples)",
+                       "j (samples per problem)", path, fontsize=8)
 
 
 def main(argv: list[str] | None = None) -> None:
