@@ -267,13 +267,16 @@ def test_a_lost_worker_host_fails_the_job_in_bounded_time_with_its_cause(lost_no
     status, logs = lost_node_run["first_status"], lost_node_run["first_logs"]
     assert re.search(r"\bfailed\b", status, re.IGNORECASE), status + logs[-3000:]
     assert lost_node_run["failed_after_s"] < FAILED_WITHIN_S, lost_node_run["failed_after_s"]
-    # etr-verl's lost-node watch names the node (verl waits without end on some lost workers); or Ray's own error
-    # ended the run first, when the driver was calling a lost actor
+    # etr-verl's lost-node watch names the node (verl waits without end on some lost workers); or an error ended the
+    # run before Ray marked the node dead: Ray's own, when the driver was calling a lost actor, or the surviving
+    # FSDP rank's collective, whose gloo peer on the lost host went away mid-step (seen in CI; it names the host)
     watch = [line for line in logs.splitlines() if line.startswith("[etr-verl] error: Ray node")]
     if watch:
         assert "at 198.18.0.2, which held this run's workers, is dead" in watch[0] and "resume_mode=auto" in watch[0]
     else:
-        assert re.search(r"ray\.exceptions\.Actor(Died|Unavailable)Error", logs), logs[-3000:]
+        lost_actor = re.search(r"ray\.exceptions\.Actor(Died|Unavailable)Error", logs)
+        lost_peer = re.search(r"gloo.*\[198\.18\.0\.2\]:\d+: Connection (reset|closed) by peer", logs)
+        assert lost_actor or lost_peer, logs[-3000:]
 
 
 def test_the_resubmitted_job_resumes_at_the_next_step_with_the_same_data_order(lost_node_run):
