@@ -274,7 +274,10 @@ def run_arm(task: dict, arm: Arm, seed: int, settings: Settings, out: Path) -> P
     )
     overrides = [o for o in overrides if not o.startswith(("trainer.experiment_name=", "trainer.default_local_dir="))]
     overrides += [f"trainer.experiment_name={arm.name}_seed{seed}", f"trainer.default_local_dir={checkpoints}",
-                  "trainer.resume_mode=disable", *arm.overrides()]
+                  "trainer.resume_mode=disable", *arm.overrides(),
+                  # the committed reports ran the actor on one thread (the local backend now gives it every CPU):
+                  # a rerun on this machine repeats them bit for bit
+                  '++ray_kwargs.ray_init.runtime_env.env_vars.OMP_NUM_THREADS="1"']
     if settings.actor_compute == "fp32":
         overrides += FP32_ACTOR
     if settings.greedy_on_checkpoints:  # the Hugging Face weights only: what the greedy evaluation loads

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import statistics
 import subprocess
@@ -57,9 +56,6 @@ from etr_verl.demo.report import read_metrics  # noqa: E402
 from etr_verl.demo.runner import run_trainer, trainer_overrides  # noqa: E402
 
 BUCKET_MEGABYTES = 256  # verl's weight-sync bucket must hold the largest tensor: the 49,152 x 576 fp32 embedding
-# Ray sets OMP_NUM_THREADS=1 in an actor that declares no CPUs (ray._private.utils.set_omp_num_threads_if_unset), so
-# verl's FSDP worker computed on one thread of this machine's CPUs; set, Ray leaves it alone
-ACTOR_THREADS = len(os.sched_getaffinity(0))
 # one micro-batch of 16 responses for the old log-probs too: with all 64 at once (the demo's setting) the logits
 # are 64 x 160 x 49,152 fp32 (2 GB) and that forward took 280 s here, longer than the four updates of the step
 LOG_PROB_MICRO_BATCH = 16
@@ -173,7 +169,6 @@ def run_arm(arm: Arm, seed: int, settings: Settings, out: Path) -> Path:
             "actor_rollout_ref.rollout.max_model_len=512", f"actor_rollout_ref.rollout.dtype={settings.rollout_dtype}",
             *FP32_ACTOR, *arm.overrides(),
             f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={LOG_PROB_MICRO_BATCH}",
-            f'++ray_kwargs.ray_init.runtime_env.env_vars.OMP_NUM_THREADS="{ACTOR_THREADS}"',
         ]
         started = time.time()
         print(f"[smollm2] {arm.name} seed {seed}: {settings.steps} steps", flush=True)

@@ -54,9 +54,18 @@ _swept: list[str] = []  # the keys a sweep (-m) varies, set by entry(): each job
 
 
 def local_backend_env(config: DictConfig) -> dict[str, str]:
-    """Environment variables the local CPU backend needs in this process too (Ray inherits them)."""
+    """Environment variables the local CPU backend needs in this process too (Ray inherits them).
+
+    ``OMP_NUM_THREADS``: every CPU this process may use, unless the caller's shell or the config names a number.
+    Ray sets it to 1 in a worker whose actor declares no CPUs and finds it unset
+    (``ray._private.utils.set_omp_num_threads_if_unset``); verl's FSDP workers declare none, so without this the
+    actor's forward and backward passes would compute on one thread of the machine.
+    """
     env_vars = OmegaConf.select(config, "ray_kwargs.ray_init.runtime_env.env_vars", default=None) or {}
-    return {str(k): str(v) for k, v in env_vars.items()} if env_vars.get("VERL_PLATFORM") == "cpu" else {}
+    if env_vars.get("VERL_PLATFORM") != "cpu":
+        return {}
+    threads = os.environ.get("OMP_NUM_THREADS") or str(len(os.sched_getaffinity(0)))
+    return {"OMP_NUM_THREADS": threads} | {str(k): str(v) for k, v in env_vars.items()}
 
 
 LOOPBACK_RAY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"

@@ -52,6 +52,22 @@ def test_the_demo_runs_its_algorithms_side_by_side_and_reports_a_failure_after_a
     assert sorted(printed) == ["[etr] step 1: reward 0.5", "[grpo] step 1: reward 0.5"]
 
 
+def test_runs_side_by_side_share_the_cpus_unless_the_caller_set_the_threads(monkeypatch):
+    """Each run's actor gets OMP_NUM_THREADS: the machine's CPUs divided among the runs that go at once (at least
+    one), or the caller's own setting as it is."""
+    import os
+
+    from etr_verl.demo.__main__ import threads_per_run
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpus = len(os.sched_getaffinity(0))
+    assert threads_per_run(1) == {"OMP_NUM_THREADS": str(cpus)}
+    assert threads_per_run(2) == {"OMP_NUM_THREADS": str(max(1, cpus // 2))}
+    assert threads_per_run(cpus + 1) == {"OMP_NUM_THREADS": "1"}
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert threads_per_run(2) == {"OMP_NUM_THREADS": "5"}
+
+
 def test_the_watch_page_checks_what_docs_watching_md_lists(tmp_path):
     """`python -m etr_verl.demo.watch`: a healthy run passes its three checks (exit 0) and gets its page; a run
     without the exact macro signal or with no clipping fails the one that says so (exit 1)."""

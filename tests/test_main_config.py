@@ -77,6 +77,24 @@ def test_every_preset_composes_and_validates(algo, backend):
         assert not rollout.enable_sleep_mode and not rollout.free_cache_engine and not rollout.full_determinism
 
 
+@pytest.mark.skipif(not LOCAL_CPU_BACKEND, reason="the local CPU backend needs verl >= 0.9.0")
+def test_local_backend_gives_verls_workers_every_cpu_unless_told_otherwise(monkeypatch):
+    """Ray sets OMP_NUM_THREADS=1 in actors that declare no CPUs (verl's workers) unless it is set: the backend sets
+    it, to the caller's value, else to every CPU; the config's runtime env has the last word; GPU runs are left be."""
+    from etr_verl.main import local_backend_env
+
+    local = [o for o in _demo_overrides("etr") if not o.startswith("backend=")] + ["backend=local_cpu"]
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    env = local_backend_env(_compose(local))
+    assert env["OMP_NUM_THREADS"] == str(len(os.sched_getaffinity(0))) and env["VERL_PLATFORM"] == "cpu"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert local_backend_env(_compose(local))["OMP_NUM_THREADS"] == "1"
+    told = _compose([*local, '++ray_kwargs.ray_init.runtime_env.env_vars.OMP_NUM_THREADS="3"'])
+    assert local_backend_env(told)["OMP_NUM_THREADS"] == "3"
+    gpu = [o for o in local if o != "backend=local_cpu"] + ["backend=gpu"]
+    assert local_backend_env(_compose(gpu)) == {}
+
+
 def test_presets_differ_only_in_the_algorithm():
     def flat(cfg, prefix=""):
         from omegaconf import OmegaConf

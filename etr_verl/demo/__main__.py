@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -30,6 +31,13 @@ ALGOS = ("grpo", "dapo", "etr", "etr_micro", "etr_macro")
 def prefixed(algo: str):
     """An ``echo`` for :func:`run_trainer` that marks each progress line with its algorithm."""
     return lambda line: print(f"[{algo}] {line.strip()}", flush=True)
+
+
+def threads_per_run(side_by_side: int) -> dict[str, str]:
+    """``OMP_NUM_THREADS`` for each run: the caller's, else this machine's CPUs shared among the runs that go side by
+    side (the local backend gives a run every CPU otherwise, and two runs would each compute on all of them)."""
+    cpus = len(os.sched_getaffinity(0))
+    return {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, cpus // side_by_side))}
 
 
 def run_concurrently(runs: dict[str, tuple], runner=run_trainer) -> None:
@@ -75,9 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     start = time.time()
     print(f"[demo] building the task under {out / 'task'} (tokenizer, tiny model, warm start, parquet)")
     task = build_task(out / "task", seed=args.seed, log=lambda m: print("    " + m))
+    threads = threads_per_run(1 if args.one_at_a_time else len(algos))
     runs = {algo: (trainer_overrides(task, algo, args.steps, args.seed, out), out / f"{algo}.jsonl",
-                   out / f"{algo}.log") for algo in algos}
-    for algo, (_, _, log) in runs.items():
+                   out / f"{algo}.log", threads) for algo in algos}
+    for algo, (_, _, log, _) in runs.items():
         print(f"[demo] {algo}: verl trainer, {args.steps} steps (log: {log})")
     if args.one_at_a_time:
         for algo, run in runs.items():
