@@ -11,7 +11,7 @@ OTHER_VERLS := 0.9.0 0.8.0
 # the releases on which the local CPU backend runs verl's trainer (0.8.0 has no platform registry: README)
 REAL_STEP_VERLS := 0.9.0
 
-.PHONY: install demo test test-fast test-versions image-test clean
+.PHONY: install demo test test-fast other-venvs test-versions image-test clean
 
 install: $(STAMP)
 
@@ -39,6 +39,8 @@ test-fast: $(STAMP)
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m pytest tests -m "not slow"
 
 # one venv per other supported verl release: the same install steps, that release's requirements file
+other-venvs: $(foreach v,$(OTHER_VERLS),.venv-verl$(v)/.etr-installed)
+
 .venv-verl%/.etr-installed: pyproject.toml constraints.txt requirements/verl-%.txt
 	test -x .venv-verl$*/bin/python || $(PYTHON) -m venv .venv-verl$*
 	.venv-verl$*/bin/python -m pip install -q --upgrade pip
@@ -46,13 +48,18 @@ test-fast: $(STAMP)
 	.venv-verl$*/bin/python -m pip install -q -c constraints.txt -r requirements/verl-$*.txt -e ".[test]"
 	touch $@
 
-# on each: the non-slow suite less the verl_independent tests (the primary's `make test` runs them), then one real
-# training step on the local CPU backend where it can run (the other trainers' steps run on the primary)
+# on each: the non-slow suite less the verl_independent tests (the primary's `make test` runs them), the releases side
+# by side (none of these tests starts Ray or holds a fixed port; each suite is mostly one busy process, and this
+# machine has 2 cores), each log printed whole once both have ended; then one real training step on the local CPU
+# backend where it can run (the other trainers' steps run on the primary)
 test-versions: $(foreach v,$(OTHER_VERLS),.venv-verl$(v)/.etr-installed)
-	set -e; for v in $(OTHER_VERLS); do \
-	  echo "== verl $$v: the non-slow suite, less what does not depend on the verl release"; \
-	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests -m "not slow and not verl_independent" --durations=10; \
-	done
+	set -e; logs=$$(mktemp -d); pids=""; for v in $(OTHER_VERLS); do \
+	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests -p no:cacheprovider \
+	    -m "not slow and not verl_independent" --durations=10 > $$logs/$$v.log 2>&1 & pids="$$pids $$v:$$!"; \
+	done; failed=""; for entry in $$pids; do \
+	  v=$${entry%%:*}; wait $${entry#*:} || failed="$$failed $$v"; \
+	  echo "== verl $$v: the non-slow suite, less what does not depend on the verl release"; cat $$logs/$$v.log; \
+	done; rm -rf $$logs; test -z "$$failed" || { echo "== failed on verl$$failed"; exit 1; }
 	set -e; for v in $(REAL_STEP_VERLS); do \
 	  echo "== verl $$v: one real training step on the local CPU backend (its default trainer, V1 sync)"; \
 	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest "tests/test_trainer_e2e.py::test_etr_is_exact_on_the_other_trainers[sync-etr]"; \
