@@ -206,8 +206,8 @@ def lost_node_run(tmp_path_factory):
     record["leftover_shm"] = sorted(_shm_entries() - shm_before)
     for key in ("first_logs", "second_logs"):
         (out / f"{key}.txt").write_text(record.get(key, ""))
-    (out / "record.json").write_text(json.dumps({k: v for k, v in record.items() if isinstance(v, (int, float, str, list))
-                                                 and not k.endswith("_logs")}, indent=1))
+    kept = {k: v for k, v in record.items() if isinstance(v, (int, float, str, list)) and not k.endswith("_logs")}
+    (out / "record.json").write_text(json.dumps(kept, indent=1))
     return record
 
 
@@ -285,7 +285,9 @@ def test_the_resubmitted_job_resumes_at_the_next_step_with_the_same_data_order(l
     assert re.search(r"\bsucceeded\b", status, re.IGNORECASE), status + lost_node_run["second_logs"][-3000:]
     first = {r["step"]: r for r in read_metrics(out / "metrics-1.jsonl")}
     second = {r["step"]: r for r in read_metrics(out / "metrics-2.jsonl")}
-    assert resumed_from in first and sorted(second) == list(range(resumed_from + 1, TOTAL_STEPS + 1)), \
+    # verl's trainer saves a step's checkpoint before it logs the step's metrics (``_save_checkpoint``, then
+    # ``logger.log``): a host lost between the two leaves the last checkpoint one step past the last logged step
+    assert resumed_from - max(first) in (0, 1) and sorted(second) == list(range(resumed_from + 1, TOTAL_STEPS + 1)), \
         (sorted(first), resumed_from, sorted(second))
     assert all(row["actor/etr/macro_from_driver"] == 1.0 for row in (*first.values(), *second.values()))
 
