@@ -30,19 +30,9 @@ $(STAMP): pyproject.toml constraints.txt requirements/verl-$(PRIMARY_VERL).txt r
 demo: $(STAMP)
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m etr_verl.demo
 
-# Two pytest processes side by side: the tests that start Ray (verl's trainer, clusters: most of their time is spent
-# waiting on their subprocesses, so they leave a CPU idle) live, the others into a log printed whole once both have
-# ended. --durations: each part names its slowest tests (CI has a 60-minute budget: .ci/run).
+# --durations: the log names the slowest tests (CI has a 60-minute budget: .ci/run)
 test: $(STAMP)
-	@set -e; log=$$(mktemp); \
-	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m pytest tests -p no:cacheprovider -m "not slow and not ray" \
-	  --durations=15 > $$log 2>&1 & rest=$$!; \
-	echo "== the tests that start Ray, live (the others run beside them: their log follows)"; \
-	ray_rc=0; RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m pytest tests -m "slow or ray" --durations=25 || ray_rc=$$?; \
-	rest_rc=0; wait $$rest || rest_rc=$$?; \
-	echo "== the tests that start no Ray"; cat $$log; rm -f $$log; \
-	echo "== tests that start Ray: exit $$ray_rc; the others: exit $$rest_rc"; \
-	test $$ray_rc = 0 && test $$rest_rc = 0
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m pytest tests --durations=25
 
 # everything but the slow tests (Ray, verl's own suite)
 test-fast: $(STAMP)
