@@ -2,8 +2,9 @@
 ``benchmarks/smollm2_runs.py`` keeps (``settings.json``, ``eval_step*.json``, ``runs/ARM/seedS/metrics.jsonl``).
 
 Reads only the records, trains nothing; a run counts once it is finished (its metrics reach the last step and every
-checkpoint is measured). Writes ``OUT/comparison.md`` (a table per arm, the mean ± sd over seeds; the per-seed
-differences from GRPO, each over the seeds both arms finished; the runs still missing) and four plots next to it:
+checkpoint is measured). Writes the Markdown tables into ``--out`` (a table per arm, the mean ± sd over seeds; the
+per-seed differences from GRPO, each over the seeds both arms finished; the runs still missing) and four plots next to
+them:
 
     python benchmarks/smollm2_compare.py --out docs/smollm2/comparison --arms grpo,dapo,etr,grpo_matched \\
         --seeds 0,1,2
