@@ -1,6 +1,10 @@
 """`make image-test`: build the CPU image from docker/Dockerfile and use it as a user would.
 
     python3 docker/image_test.py            # podman here (docker where it runs); ETR_IMAGE_ENGINE=podman|docker picks
+    python3 docker/image_test.py --prepare DIR   # steps 1-2's downloads only, into DIR (no engine used)
+    ETR_IMAGE_PREPARED=DIR python3 docker/image_test.py   # the whole test, with DIR's base and wheels
+
+(.ci/run prepares while the test suite runs: the base and the wheels are mostly downloads and unpacking.)
 
 1. the base: docker/cpu-base.sh (debootstrap; no registry);
 2. the image: docker/Dockerfile with VARIANT=cpu and no network: every wheel it installs is fetched first by pip here
@@ -11,7 +15,8 @@
    (`python -m etr_verl.demo --steps 1 --algos etr`: the tiny task built inside, verl's vLLM rollout) whose metrics
    must show ETR's exact macro signal, and `bash recipes/train.sh EXPERIMENT --dry-run`;
 5. clean-up: podman's storage is private to the run (a directory removed at the end), so nothing is left behind;
-   with docker, the two images are removed; the wheels and the run's files go too (ETR_IMAGE_TEST_KEEP=1 keeps all).
+   with docker, the two images are removed; the wheels and the run's files go too (ETR_IMAGE_TEST_KEEP=1 keeps all;
+   an ETR_IMAGE_PREPARED folder is its maker's to remove).
 Exits 0 with "skipped: <why>" where no container engine can run, non-zero with the failing step named otherwise.
 Standard library only: it runs before (and without) the project's venv.
 """
@@ -120,18 +125,32 @@ def make_wheelhouse(wheels: Path) -> None:
     log(f"wheels: {len(list(wheels.iterdir()))} files, {size / 1e9:.2f} GB in {wheels}")
 
 
-def build(engine: list[str], name: str, scratch: Path) -> None:
+def prepare(prepared: Path) -> None:
+    """The base as a tar (docker/cpu-base.sh --tar) and, where this Python is the image's, the wheelhouse: what
+    the build needs from the network, made without a container engine. A marker file says it finished."""
     if not shutil.which("debootstrap"):
         raise StepFailed("base: debootstrap is missing (apt-get install debootstrap)")
-    run(["bash", str(ROOT / "docker" / "cpu-base.sh"), " ".join(engine), BASE_TAG], "base (docker/cpu-base.sh)",
-        timeout=900)
+    prepared.mkdir(parents=True, exist_ok=True)
+    run(["bash", str(ROOT / "docker" / "cpu-base.sh"), "--tar", str(prepared / "base.tar")],
+        "base (docker/cpu-base.sh --tar)", timeout=900)
+    if sys.version_info[:2] == IMAGE_PYTHON:
+        (prepared / "wheels").mkdir()
+        make_wheelhouse(prepared / "wheels")
+    (prepared / "done").write_text("")
+
+
+def build(engine: list[str], name: str, scratch: Path, prepared: Path | None) -> None:
+    if prepared is None or not (prepared / "done").exists():
+        if prepared is not None:
+            log(f"{prepared} holds no finished preparation (its `--prepare` failed or did not end): preparing here")
+        prepared = scratch / "prepared"
+        prepare(prepared)
+    run(["bash", str(ROOT / "docker" / "cpu-base.sh"), " ".join(engine), BASE_TAG, str(prepared / "base.tar")],
+        "base: imported", timeout=600)
     args = [*engine, "build", "-f", str(ROOT / "docker" / "Dockerfile"), "-t", IMAGE_TAG,
             "--build-arg", f"BASE_IMAGE={BASE_TAG}", "--build-arg", "VARIANT=cpu"]
-    if sys.version_info[:2] == IMAGE_PYTHON:
-        wheels = scratch / "wheels"
-        wheels.mkdir()
-        make_wheelhouse(wheels)
-        args += ["--network", "none", "--volume", f"{wheels}:/wheels:ro", "--build-arg", "WHEELS=/wheels"]
+    if (prepared / "wheels").is_dir():
+        args += ["--network", "none", "--volume", f"{prepared / 'wheels'}:/wheels:ro", "--build-arg", "WHEELS=/wheels"]
     else:  # wheels built here would not fit the image's Python: pip in the build downloads them
         log(f"wheels: this Python is {sys.version_info[0]}.{sys.version_info[1]}, the image's "
             f"{IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}: pip in the build downloads")
@@ -206,6 +225,19 @@ def clean_up(engine: list[str], name: str, podman_lock_existed: bool) -> None:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--prepare"] and len(sys.argv) == 3:
+        start = time.monotonic()
+        try:
+            prepare(Path(sys.argv[2]))
+        except StepFailed as exc:
+            log(f"FAILED: {exc}")
+            return 1
+        log(f"prepared in {sys.argv[2]} ({time.monotonic() - start:.0f} s)")
+        return 0
+    if sys.argv[1:]:
+        log(f"unknown arguments {sys.argv[1:]}: use no argument, or --prepare DIR")
+        return 2
+    prepared = Path(os.environ["ETR_IMAGE_PREPARED"]) if os.environ.get("ETR_IMAGE_PREPARED") else None
     podman_lock_existed = PODMAN_LOCK.exists()
     found = engine_command()
     if isinstance(found, str):
@@ -221,7 +253,7 @@ def main() -> int:
     out = scratch / "out"
     out.mkdir()
     try:
-        build(engine, name, scratch)
+        build(engine, name, scratch, prepared)
         check_hygiene(engine)
         if os.geteuid() == 0:  # the container's user writes the run's files there
             os.chown(out, CONTAINER_UID, CONTAINER_UID)
