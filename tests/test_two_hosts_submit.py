@@ -118,8 +118,11 @@ class NamespacedCluster:
         raise AssertionError(f"fewer than {alive} Ray nodes alive after {timeout} s")
 
     def stop(self) -> None:
+        """Each host's Ray stopped as `ray stop` stops it (SIGTERM, then SIGKILL after a grace), but only the
+        processes in that host's namespace: `ray stop` itself stops every Ray process on the machine, which here
+        includes any other Ray run beside the test (namespaces do not separate process IDs)."""
         for host in ("worker", "head"):
-            self.hosts.run(host, ["ray", "stop"], env=self.node_env(host), timeout=120)
+            self.hosts.stop_processes(host)
 
 
 def _job_id(result: subprocess.CompletedProcess) -> str:
