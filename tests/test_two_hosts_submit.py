@@ -130,8 +130,10 @@ def _job_id(result: subprocess.CompletedProcess) -> str:
     return re.search(r"raysubmit_\w+", result.stdout + result.stderr).group(0)
 
 
-def _wait_for_checkpoint(tracker: Path, cluster: NamespacedCluster, job_id: str, timeout: float = 400) -> int:
-    """The step of the first checkpoint verl records (``latest_checkpointed_iteration.txt``), while the job runs."""
+def _wait_for_checkpoint(tracker: Path, cluster: NamespacedCluster, job_id: str, timeout: float = 900) -> int:
+    """The step of the first checkpoint verl records (``latest_checkpointed_iteration.txt``), while the job runs.
+    The bound is generous: the two-node job's start-up alone (two vLLM engines, verl's workers on both hosts, two
+    CPUs) took about 6 minutes here on 2026-12-07 (submitted 14:01:45, its first update at 14:07:44)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if tracker.exists() and tracker.read_text().strip():
@@ -139,7 +141,8 @@ def _wait_for_checkpoint(tracker: Path, cluster: NamespacedCluster, job_id: str,
         status = cluster.job_cli("status", job_id).stdout
         assert not re.search(r"\b(succeeded|failed|stopped)\b", status, re.IGNORECASE), status
         time.sleep(0.5)
-    raise AssertionError(f"no checkpoint within {timeout} s")
+    logs = cluster.job_cli("logs", job_id).stdout  # the cause, before the fixture's teardown removes the logs
+    raise AssertionError(f"no checkpoint within {timeout} s; the job's log ends:\n{logs[-4000:]}")
 
 
 def _shm_entries() -> set[str]:
