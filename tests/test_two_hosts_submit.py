@@ -197,7 +197,7 @@ def lost_node_run(tmp_path_factory):
         cluster.start_worker()  # the host is back: the docs' worker command
         second = _job_id(cluster.submit([*overrides, f"trainer.rollout_data_dir={out / 'rollouts-2'}"],
                                         VERL_FILE_LOGGER_PATH=str(out / "metrics-2.jsonl")))
-        record["second_status"] = cluster.follow(second, timeout=600)
+        record["second_status"] = cluster.follow(second, timeout=1200)  # start-up ~6 min here, then 5 steps
         record["second_logs"] = cluster.job_cli("logs", second).stdout
     finally:
         if cluster is not None:
