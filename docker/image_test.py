@@ -134,7 +134,7 @@ def prepare(prepared: Path) -> None:
     run(["bash", str(ROOT / "docker" / "cpu-base.sh"), "--tar", str(prepared / "base.tar")],
         "base (docker/cpu-base.sh --tar)", timeout=900)
     if sys.version_info[:2] == IMAGE_PYTHON:
-        (prepared / "wheels").mkdir()
+        (prepared / "wheels").mkdir(exist_ok=True)  # a second --prepare into the same folder
         make_wheelhouse(prepared / "wheels")
     (prepared / "done").write_text("")
 
