@@ -231,6 +231,29 @@ def local_backend() -> str:
         return "local_cpu_hf"
 
 
+# The weight-sync check (tests/test_trainer_e2e.py's first run; tests/test_vllm_weight_sync.py's faulted run, on the
+# same settings, shows that the check fails without the sync). vLLM starts from dummy weights (verl's
+# ``load_format: dummy``), so every rollout comes from weights verl's sync sent. With an fp32 actor and an fp32 rollout,
+# the rollout's log-probs of its own samples equal the actor's recomputation to float rounding at every step
+# (verl's ``training/rollout_probs_diff_max``), while a learning rate that moves the policy (``actor/ppo_kl`` 0.1-0.9)
+# makes stale weights visible.
+FP32_ACTOR_AND_ROLLOUT = [
+    *(f"+actor_rollout_ref.actor.fsdp_config.mixed_precision.{key}=fp32"
+      for key in ("param_dtype", "reduce_dtype", "buffer_dtype")),
+    "actor_rollout_ref.rollout.dtype=float32"]
+SYNC_CHECKED_STEPS = 3
+SYNC_CHECKED_SIZES = dict(prompts_per_step=8, group_size=8, updates_per_step=4, lr=3e-3)
+SYNCED = 1e-4  # the largest rollout-vs-actor log-prob difference of a synced step (fp32 both sides: observed <= 1e-6)
+
+
+def trainer_task(out_dir) -> dict[str, str]:
+    """The tiny task of the real-trainer tests (tests/test_trainer_e2e.py, tests/test_vllm_weight_sync.py). The
+    default warm start (600 steps): with 300, a step of 32 vLLM samples could all be wrong (no gradient)."""
+    from etr_verl.demo.task import build_task
+
+    return build_task(out_dir, seed=0, accuracy=0.6, n_train=128, n_val=16, log=lambda _m: None)
+
+
 def compose_etr_trainer(overrides: list[str]):
     """etr_verl's primary config composed with ``overrides`` (Hydra's compose API, no command line)."""
     from hydra import compose, initialize_config_module

@@ -1,7 +1,9 @@
 """verl's real trainers with ETR on the local CPU backend: the V1 sync trainer, the V1 colocated async trainer and the
-legacy RayPPOTrainer run, ETR acts exactly in their workers, the hf replica repeats its first step, Ray stays on
-loopback, and a checkpoint resumes at the right step; the reading presets whose path differs train a real step (each
-on one of the other trainers: one run proves both).
+legacy RayPPOTrainer run, ETR acts exactly in their workers, every step rolls out with the actor's current weights,
+the hf replica repeats its first step, and Ray stays on loopback; the reading presets whose path differs train a real
+step (each on one of the other trainers: one run proves both). Resuming from a checkpoint is tested where users meet
+it, a job resubmitted to a cluster (tests/test_two_hosts_submit.py; tests/test_cluster_submit.py where namespaces
+cannot be made).
 Rollouts are verl's vLLM rollout (the transformers replica where the test says why). (Slowest tests of the suite.)
 
 ``separate_async`` is not run here: verl refuses it with the ``naive`` checkpoint engine (it needs nccl/nixl/
@@ -17,11 +19,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from etr_testkit import LOOPBACK, ListenerWatch, local_backend, user_environment
+from etr_testkit import (FP32_ACTOR_AND_ROLLOUT, LOOPBACK, SYNC_CHECKED_SIZES, SYNC_CHECKED_STEPS, SYNCED,
+                         ListenerWatch, local_backend, trainer_task, user_environment)
 
 from etr_verl.demo.report import read_metrics
 from etr_verl.demo.runner import run_trainer, trainer_overrides
-from etr_verl.demo.task import build_task
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -32,16 +34,15 @@ ETR_KEYS = ("actor/etr/factor_mean", "actor/etr/eps_low_min", "actor/etr/eps_low
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
-    # the default warm start (600 steps): with 300, a step of 32 vLLM samples could all be wrong (no gradient)
-    return build_task(tmp_path_factory.mktemp("task"), seed=0, accuracy=0.6, n_train=128, n_val=16,
-                      log=lambda _m: None)
+    return trainer_task(tmp_path_factory.mktemp("task"))
 
 
 def _overrides(task, out: Path, name: str, steps: int, algo: str = "etr", extra=(), **kwargs) -> list[str]:
-    # lr 3e-4: at 1e-3 one step left every response of step 2 wrong (no informative group, so no gradient)
-    kwargs.setdefault("backend", local_backend())
-    overrides = trainer_overrides(task, algo, steps, seed=0, out_dir=out, prompts_per_step=8, group_size=4,
-                                  updates_per_step=2, test_freq=-1, val_before_train=False, lr=3e-4, **kwargs)
+    # lr 3e-4: at 1e-3 one step left every response of step 2 wrong (no informative group, so no gradient); a
+    # one-step run needs one informative group, the first run (3e-3) one informative step
+    settings = dict(backend=local_backend(), prompts_per_step=8, group_size=4, updates_per_step=2, lr=3e-4)
+    overrides = trainer_overrides(task, algo, steps, seed=0, out_dir=out, test_freq=-1, val_before_train=False,
+                                  **{**settings, **kwargs})
     overrides += list(extra)
     return [o.replace(f"experiment_name={algo}", f"experiment_name={name}") for o in overrides]
 
@@ -56,13 +57,17 @@ def _run(task, out: Path, name: str, steps: int, algo: str = "etr", watch=None, 
 
 @pytest.fixture(scope="module")
 def first_run(task, tmp_path_factory):
+    """The sync trainer (verl 0.9.1's default), with the weight-sync check's settings (etr_testkit)."""
     out = tmp_path_factory.mktemp("run")
     watch = ListenerWatch()
+    shm_before = set(os.listdir("/dev/shm"))
     try:
-        rows = _run(task, out, "first", steps=2, watch=watch, save_freq=2)
+        rows = _run(task, out, "first", steps=SYNC_CHECKED_STEPS, watch=watch, extra=FP32_ACTOR_AND_ROLLOUT,
+                    **SYNC_CHECKED_SIZES)
     finally:
         addresses = watch.stop()
-    return out, rows, addresses
+    shm_left = sorted(set(os.listdir("/dev/shm")) - shm_before)  # verl's weight buckets are /dev/shm segments
+    return out, rows, addresses, shm_left
 
 
 def _assert_exact_etr(rows):
@@ -76,8 +81,8 @@ def _assert_exact_etr(rows):
 
 
 def test_etr_runs_in_the_workers(first_run):
-    _, rows, _ = first_run
-    assert [r["step"] for r in rows] == [1, 2]
+    _, rows, _, _ = first_run
+    assert [r["step"] for r in rows] == list(range(1, SYNC_CHECKED_STEPS + 1))
     _assert_exact_etr(rows)
     # parameters changed: later mini-batches of a step are off-policy (ratio != 1), so the KL is non-zero
     assert any(abs(r["actor/ppo_kl"]) > 0 for r in rows)
@@ -88,8 +93,17 @@ def test_etr_runs_in_the_workers(first_run):
     assert all(r["actor/grad_norm"] == 0.0 for r in rows if r not in informative)
 
 
+def test_every_step_rolls_out_with_the_actor_s_current_weights(first_run):
+    """tests/test_vllm_weight_sync.py drops the updates after the first on the same settings: the check fails."""
+    _, rows, _, shm_left = first_run
+    assert max(r["actor/ppo_kl"] for r in rows) > 0.1  # the policy moved: stale weights would show
+    assert all(r["training/rollout_probs_diff_max"] < SYNCED for r in rows), \
+        [r["training/rollout_probs_diff_max"] for r in rows]
+    assert not shm_left, f"the run left shared memory behind: {shm_left}"
+
+
 def test_ray_listened_on_loopback_only(first_run):
-    _, _, addresses = first_run
+    _, _, addresses, _ = first_run
     assert addresses, "saw no listening socket of the run: the check would be vacuous"
     assert all(LOOPBACK.match(a) for a in addresses), addresses
 
@@ -122,14 +136,6 @@ def test_the_hf_replica_repeats_the_first_step(task, tmp_path):
             "critic/advantages/min", "critic/returns/mean", "critic/returns/max")
     for key in keys:
         assert first[0][key] == pytest.approx(again[0][key], rel=1e-6, abs=1e-9), key
-
-
-def test_resume_from_checkpoint_continues_at_the_next_step(task, first_run):
-    out, _, _ = first_run
-    assert (out / "checkpoints" / "etr" / "global_step_2").is_dir()
-    resumed = _run(task, out, "resumed", steps=3)
-    assert [r["step"] for r in resumed] == [3]
-    assert resumed[0]["actor/etr/macro_from_driver"] == 1.0
 
 
 def _is_primary_verl() -> bool:
@@ -200,7 +206,7 @@ def _assert_reading_acts(row: dict, algo: str) -> None:
 
 
 def test_a_successful_run_ends_without_a_teardown_traceback(first_run):
-    out, _, _ = first_run
+    out, _, _, _ = first_run
     log = (out / "first.log").read_text()
     assert "is killed by signal" not in log and "Traceback" not in log.split("Final validation metrics")[-1]
 

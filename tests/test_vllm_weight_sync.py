@@ -1,12 +1,9 @@
-"""verl's weight sync from the FSDP actor to vLLM's rollout, on the local CPU backend, step by step.
-
-vLLM starts from dummy weights (verl's ``load_format: dummy``): every rollout comes from weights that verl's sync
-sent. With an fp32 actor and an fp32 rollout, the rollout's log-probs of its own samples equal the actor's
-recomputation to float rounding (``training/rollout_probs_diff_max``, verl's metric) at every step, while a learning
-rate that moves the policy (``actor/ppo_kl``) makes stale weights visible. The same run with the updates after the
-first dropped (tests/weight_sync_faults, a fault injected into verl's vLLM worker extension) fails that check, so
-the check can fail; a sync that raises ends the run in bounded time with its cause printed. No run leaves
-shared memory behind (verl's weight buckets are /dev/shm segments)."""
+"""verl's weight sync from the FSDP actor to vLLM's rollout, on the local CPU backend, shown to be checked: the run of
+tests/test_trainer_e2e.py rolls out every step with the actor's current weights (verl's
+``training/rollout_probs_diff_max`` within float rounding; settings in etr_testkit). Here a run on the same settings,
+its second and third updates dropped and its fourth broken (tests/weight_sync_faults, a fault injected into verl's
+vLLM worker extension), fails that check at step 2, then ends in bounded time with the broken sync's cause printed.
+No run leaves shared memory behind (verl's weight buckets are /dev/shm segments)."""
 
 from __future__ import annotations
 
@@ -17,73 +14,74 @@ import time
 from pathlib import Path
 
 import pytest
-from etr_testkit import user_environment
+from etr_testkit import (FP32_ACTOR_AND_ROLLOUT, SYNC_CHECKED_SIZES, SYNC_CHECKED_STEPS, SYNCED, trainer_task,
+                         user_environment)
 
 from etr_verl.demo.report import read_metrics
 from etr_verl.demo.runner import trainer_overrides
-from etr_verl.demo.task import build_task
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 FAULTS = Path(__file__).resolve().parent / "weight_sync_faults"
-STEPS = 3
-SYNCED = 1e-4  # fp32 on both sides: observed <= 1e-6
-FP32 = [*(f"+actor_rollout_ref.actor.fsdp_config.mixed_precision.{key}=fp32"
-          for key in ("param_dtype", "reduce_dtype", "buffer_dtype")), "actor_rollout_ref.rollout.dtype=float32"]
-BROKEN_SYNC_ENDS_WITHIN_S = 300
+BROKEN_SYNC_ENDS_WITHIN_S = 180  # from step 2's record: step 3, the sender's 20 s wait, Ray's teardown
 
 
-@pytest.fixture(scope="module")
-def task(tmp_path_factory):
-    return build_task(tmp_path_factory.mktemp("task"), seed=0, n_train=64, n_val=16, log=lambda _m: None)
+def _when_step_is_logged(run: subprocess.Popen, metrics: Path, step: int, timeout: float) -> float:
+    """The monotonic time at which ``metrics`` (verl's file logger, unbuffered) first holds ``step``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if any(r["step"] >= step for r in read_metrics(metrics)):
+                return time.monotonic()
+        except (FileNotFoundError, ValueError):  # not created yet, or a line being written
+            pass
+        if run.poll() is not None:
+            raise AssertionError(f"the run ended (exit {run.returncode}) before step {step} was logged")
+        time.sleep(1)
+    raise AssertionError(f"step {step} was not logged within {timeout} s")
 
 
-def _train(task, out: Path, fault: str = "", timeout: float = 900) -> tuple[subprocess.CompletedProcess, float]:
-    # the demo's sizes (8 prompts x 8 samples, 4 updates a step); lr 3e-3 moves the policy (ppo_kl 0.1-0.9)
-    overrides = trainer_overrides(task, "etr", STEPS, seed=0, out_dir=out, test_freq=-1, val_before_train=False,
-                                  lr=3e-3)
+def test_a_dropped_update_fails_the_check_and_a_broken_sync_ends_the_run_with_its_cause(tmp_path):
+    """verl syncs once before step 1's rollout and once after each step's update, before that step's metrics are
+    logged. Update 1 loads, updates 2 and 3 are dropped (steps 2 and 3 roll out stale weights), update 4 (after step
+    3's update) raises: the run's metrics show step 1 in sync and step 2 not, then the run fails within the bound,
+    its output naming vLLM's worker error and the sender's unacknowledged bucket."""
+    task = trainer_task(tmp_path / "task")
+    out = tmp_path / "run"
+    overrides = trainer_overrides(task, "etr", SYNC_CHECKED_STEPS + 1, seed=0, out_dir=out, test_freq=-1,
+                                  val_before_train=False, **SYNC_CHECKED_SIZES)
     with user_environment():
         env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(out / "metrics.jsonl"), "PYTHONUNBUFFERED": "1"}
-    if fault:  # the sender's wait, bounded at 120 s by default, shortened so that the broken sync ends sooner
-        env.update(ETR_TEST_WEIGHT_SYNC_FAULT=fault, PYTHONPATH=f"{FAULTS}{os.pathsep}{env.get('PYTHONPATH', '')}",
-                   ETR_WEIGHT_SYNC_TIMEOUT_S="20")
+    # the sender's wait for an acknowledgement, bounded at 120 s by default, shortened so that the broken sync ends
+    # sooner
+    env.update(ETR_TEST_WEIGHT_SYNC_FAULT="skip_after=1,raise_from=4", ETR_WEIGHT_SYNC_TIMEOUT_S="20",
+               PYTHONPATH=f"{FAULTS}{os.pathsep}{env.get('PYTHONPATH', '')}")
+    out.mkdir()
     shm_before = set(os.listdir("/dev/shm"))
-    start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "etr_verl.main", *overrides, *FP32], env=env, cwd=out,
-                            capture_output=True, text=True, timeout=timeout)
-    took = time.monotonic() - start
-    (out / "run.log").write_text(result.stdout + result.stderr)
-    left = sorted(set(os.listdir("/dev/shm")) - shm_before)
-    assert not left, f"the run left shared memory behind: {left}"
-    return result, took
+    metrics = out / "metrics.jsonl"
+    with open(out / "run.log", "w") as log:
+        run = subprocess.Popen([sys.executable, "-m", "etr_verl.main", *overrides, *FP32_ACTOR_AND_ROLLOUT], env=env,
+                               cwd=out, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            broken_at = _when_step_is_logged(run, metrics, step=2, timeout=900)  # step 3's sync is the broken one
+            returncode = run.wait(timeout=BROKEN_SYNC_ENDS_WITHIN_S + 60)
+        finally:
+            if run.poll() is None:  # a failed wait: the Ray this driver started shares its fate
+                run.terminate()
+                try:
+                    run.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    run.kill()
+                    run.wait()
+    took = time.monotonic() - broken_at
+    output = (out / "run.log").read_text()
 
-
-def _steps(out: Path) -> list[dict]:
-    return read_metrics(out / "metrics.jsonl")
-
-
-def test_every_step_rolls_out_with_the_actor_s_current_weights(task, tmp_path):
-    result, _ = _train(task, tmp_path)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    rows = _steps(tmp_path)
-    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
-    assert max(r["actor/ppo_kl"] for r in rows) > 0.1  # the policy moved: stale weights would show
-    assert all(r["training/rollout_probs_diff_max"] < SYNCED for r in rows), \
-        [r["training/rollout_probs_diff_max"] for r in rows]
-    assert all(r["actor/etr/macro_from_driver"] == 1.0 for r in rows)
-
-
-def test_dropped_updates_fail_the_check(task, tmp_path):
-    """The updates after the first (the sync before step 1) are dropped: step 1 is in sync, later steps are not."""
-    result, _ = _train(task, tmp_path, fault="skip_after=1")
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    diffs = [r["training/rollout_probs_diff_max"] for r in _steps(tmp_path)]
-    assert diffs[0] < SYNCED and all(d > 100 * SYNCED for d in diffs[1:]), diffs
-
-
-def test_a_broken_sync_ends_the_run_with_its_cause(task, tmp_path):
-    result, took = _train(task, tmp_path, fault="raise", timeout=BROKEN_SYNC_ENDS_WITHIN_S + 120)
-    assert result.returncode != 0 and took < BROKEN_SYNC_ENDS_WITHIN_S, took
-    output = result.stdout + result.stderr
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2], output[-4000:]
+    diffs = [r["training/rollout_probs_diff_max"] for r in rows]
+    assert diffs[0] < SYNCED and diffs[1] > 100 * SYNCED, diffs
+    assert returncode != 0 and took < BROKEN_SYNC_ENDS_WITHIN_S, took
     assert "this weight update was broken on purpose" in output  # vLLM's worker error, as the user sees it
     assert "did not acknowledge a bucket within 20 s" in output
+    left = sorted(set(os.listdir("/dev/shm")) - shm_before)
+    assert not left, f"the run left shared memory behind: {left}"

@@ -3,7 +3,10 @@ ETR_TEST_WEIGHT_SYNC_FAULT in the run's environment; every Python process of the
 and worker) imports this at start. When verl's vLLM worker extension is imported, its weight loading is replaced:
 
 - ``skip_after=N``: the first N weight updates load, later ones are dropped (the rollout keeps stale weights);
-- ``raise``: every update raises, as a broken sync does.
+- ``raise_from=M``: update M and every later one raise, as a broken sync does;
+
+both at once, comma-separated (``skip_after=1,raise_from=4``). verl syncs before step 1's rollout, then after each
+step's update.
 
 Nothing of the project imports this; it exists so that the weight-sync test is shown to fail without the sync."""
 
@@ -12,7 +15,7 @@ import importlib.util
 import os
 import sys
 
-FAULT = os.environ.get("ETR_TEST_WEIGHT_SYNC_FAULT", "")
+FAULT = dict(item.split("=", 1) for item in os.environ.get("ETR_TEST_WEIGHT_SYNC_FAULT", "").split(",") if item)
 TARGET = "verl.workers.rollout.vllm_rollout.utils"
 
 
@@ -23,9 +26,10 @@ def _inject(module) -> None:
 
     def _update_weights(self, weights, *args, **kwargs):
         calls["n"] += 1
-        if FAULT == "raise":
-            raise RuntimeError("ETR_TEST_WEIGHT_SYNC_FAULT=raise: this weight update was broken on purpose")
-        if FAULT.startswith("skip_after=") and calls["n"] > int(FAULT.split("=", 1)[1]):
+        if "raise_from" in FAULT and calls["n"] >= int(FAULT["raise_from"]):
+            raise RuntimeError(f"ETR_TEST_WEIGHT_SYNC_FAULT: update {calls['n']}: this weight update was broken on "
+                               "purpose")
+        if "skip_after" in FAULT and calls["n"] > int(FAULT["skip_after"]):
             for _ in weights:  # consume the bucket as a real load would, then drop it
                 pass
             return None
