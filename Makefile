@@ -30,9 +30,13 @@ $(STAMP): pyproject.toml constraints.txt requirements/verl-$(PRIMARY_VERL).txt r
 demo: $(STAMP)
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m etr_verl.demo
 
+# Two parts, both always run: the tests that start no Ray and run no trainer, on both CPUs at once (pytest-xdist: each
+# is mostly one busy process), then the live ones (Ray clusters, vLLM, trainer runs: timing-bound, so one at a time).
 # --durations: the log names the slowest tests (CI has a 60-minute budget: .ci/run)
 test: $(STAMP)
-	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m pytest tests --durations=25
+	rc=0; RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m pytest tests -m "not slow and not ray" -n 2 --durations=15 \
+	  || rc=$$?; \
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m pytest tests -m "slow or ray" --durations=25 || rc=$$?; exit $$rc
 
 # everything but the slow tests (Ray, verl's own suite)
 test-fast: $(STAMP)
