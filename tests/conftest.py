@@ -11,12 +11,12 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SLOW_PHASE_S = 30.0
-_terminal = None
+_config = None
 
 
 def pytest_configure(config):
-    global _terminal
-    _terminal = config.pluginmanager.get_plugin("terminalreporter")
+    global _config
+    _config = config
     if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two of these on 2 CPUs: one torch thread each, so
         import torch  # that OpenMP's threads do not spin against the other worker's
 
@@ -26,5 +26,6 @@ def pytest_configure(config):
 def pytest_runtest_logreport(report):
     """Each slow phase is named as it ends: --durations prints only at the session's end, which a CI time-out kills
     before it comes."""
-    if _terminal is not None and report.duration >= SLOW_PHASE_S:
-        _terminal.write_line(f"[{report.duration:.0f} s, {report.when}] {report.nodeid}")
+    terminal = _config.pluginmanager.get_plugin("terminalreporter") if _config is not None else None
+    if terminal is not None and report.duration >= SLOW_PHASE_S:
+        terminal.write_line(f"[{report.duration:.0f} s, {report.when}] {report.nodeid}")
