@@ -16,7 +16,7 @@ set -euo pipefail
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 torch_version=$(sed -n 's/^torch==//p' "$(dirname "$0")/../constraints.txt")
 rootfs="" tarball=""
-trap 'rm -rf "$rootfs" "$tarball"' EXIT
+trap 'rm -rf "$rootfs" ${rootfs:+"$rootfs.log"} "$tarball"' EXIT  # also on SIGTERM (a step out of time)
 
 # make_base FILE: debootstrap the base into a temporary root, then write that root as a tar to FILE
 make_base() {

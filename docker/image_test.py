@@ -23,10 +23,12 @@ Standard library only: it runs before (and without) the project's venv.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,16 +58,36 @@ def log(message: str) -> None:
 
 
 def run(cmd: list[str], step: str, timeout: float, capture: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    """``cmd`` in a session of its own, so that a step that runs out of time is stopped whole: its shell's clean-up
+    traps run (SIGTERM), and no debootstrap or podman child lives on writing into /var/tmp."""
     start = time.monotonic()
-    try:
-        result = subprocess.run(cmd, text=True, timeout=timeout, capture_output=capture, **kwargs)
-    except subprocess.TimeoutExpired as exc:
-        raise StepFailed(f"{step}: no result after {timeout:.0f} s") from exc
+    pipe = subprocess.PIPE if capture else None
+    with subprocess.Popen(cmd, text=True, stdout=pipe, stderr=pipe, start_new_session=True, **kwargs) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_session(proc)
+            raise StepFailed(f"{step}: no result after {timeout:.0f} s (its processes stopped)") from None
+        except BaseException:  # this script interrupted
+            stop_session(proc)
+            raise
+        result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     if result.returncode != 0:
         tail = ((result.stdout or "") + (result.stderr or ""))[-3000:] if capture else "(output above)"
         raise StepFailed(f"{step}: exit {result.returncode}\n{tail}")
     log(f"{step}: ok ({time.monotonic() - start:.0f} s)")
     return result
+
+
+def stop_session(proc: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGTERM to every process of ``proc``'s session; SIGKILL to what is left of it after ``grace_s``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def engine_command() -> tuple[list[str], str] | str:
