@@ -246,12 +246,24 @@ SYNC_CHECKED_SIZES = dict(prompts_per_step=8, group_size=8, updates_per_step=4, 
 SYNCED = 1e-4  # the largest rollout-vs-actor log-prob difference of a synced step (fp32 both sides: observed <= 1e-6)
 
 
-def trainer_task(out_dir) -> dict[str, str]:
-    """The tiny task of the real-trainer tests (tests/test_trainer_e2e.py, tests/test_vllm_weight_sync.py). The
-    default warm start (600 steps): with 300, a step of 32 vLLM samples could all be wrong (no gradient)."""
+def trainer_task(tmp_path_factory) -> dict[str, str]:
+    """The tiny task of the real-trainer tests (tests/test_trainer_e2e.py, tests/test_vllm_weight_sync.py), built
+    once a session (a ~30 s warm start). The default warm start (600 steps): with 300, a step of 32 vLLM samples could
+    all be wrong (no gradient)."""
+    return _session_task(tmp_path_factory, "trainer-task", accuracy=0.6, n_train=128, n_val=16)
+
+
+def recipe_task(tmp_path_factory) -> dict[str, str]:
+    """The tiny task of the launcher tests that run an experiment (tests/test_recipe_real_step.py, the cluster tests),
+    built once a session."""
+    return _session_task(tmp_path_factory, "recipe-task", n_train=64, n_val=16)
+
+
+def _session_task(tmp_path_factory, name: str, **spec) -> dict[str, str]:
     from etr_verl.demo.task import build_task
 
-    return build_task(out_dir, seed=0, accuracy=0.6, n_train=128, n_val=16, log=lambda _m: None)
+    # build_task reuses a folder whose task.json matches the spec; tests only read the task
+    return build_task(tmp_path_factory.getbasetemp() / name, seed=0, log=lambda _m: None, **spec)
 
 
 def compose_etr_trainer(overrides: list[str]):

@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 
 import pytest
-from etr_testkit import LOOPBACK, ListenerWatch, local_overrides, user_env
+from etr_testkit import LOOPBACK, ListenerWatch, local_overrides, recipe_task, user_env
 from two_hosts import namespaces_available
 
 from etr_verl.demo.report import read_metrics
-from etr_verl.demo.task import build_task
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -111,7 +110,7 @@ def submitted(tmp_path_factory):
     if namespaces_available():
         pytest.skip("tests/test_two_hosts_submit.py submits the same job across two emulated hosts on this machine")
     out = tmp_path_factory.mktemp("cluster")
-    task = build_task(out / "task", seed=0, n_train=64, n_val=16, log=lambda _m: None)
+    task = recipe_task(tmp_path_factory)
     temp_dir = tempfile.mkdtemp(prefix="etr-ray-", dir="/tmp")  # short: Ray's AF_UNIX socket paths <= 107 bytes
     saved = {k: os.environ.get(k) for k in ("PATH", "RAY_TMPDIR")}
     os.environ["PATH"] = f"{VENV_BIN}:{saved['PATH']}"  # the nodes start from the activated venv, as documented

@@ -9,10 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from etr_testkit import LOOPBACK, ListenerWatch, local_overrides, user_env
+from etr_testkit import LOOPBACK, ListenerWatch, local_overrides, recipe_task, user_env
 
 from etr_verl.demo.report import read_metrics
-from etr_verl.demo.task import build_task
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -41,7 +40,7 @@ def run_script(cmd: list[str], env: dict, log: Path, watch: ListenerWatch | None
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("recipe")
-    task = build_task(out / "task", seed=0, n_train=64, n_val=16, log=lambda _m: None)
+    task = recipe_task(tmp_path_factory)
     metrics = out / "train.jsonl"
     watch = ListenerWatch()
     try:

@@ -34,7 +34,7 @@ ETR_KEYS = ("actor/etr/factor_mean", "actor/etr/eps_low_min", "actor/etr/eps_low
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
-    return trainer_task(tmp_path_factory.mktemp("task"))
+    return trainer_task(tmp_path_factory)
 
 
 def _overrides(task, out: Path, name: str, steps: int, algo: str = "etr", extra=(), **kwargs) -> list[str]:

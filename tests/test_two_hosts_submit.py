@@ -26,11 +26,10 @@ import time
 from pathlib import Path
 
 import pytest
-from etr_testkit import local_overrides, user_env
+from etr_testkit import local_overrides, recipe_task, user_env
 from two_hosts import NamespacesUnavailable, TwoHosts
 
 from etr_verl.demo.report import read_metrics
-from etr_verl.demo.task import build_task
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -152,7 +151,7 @@ def _shm_entries() -> set[str]:
 @pytest.fixture(scope="module")
 def lost_node_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("two-hosts")
-    task = build_task(out / "task", seed=0, n_train=64, n_val=16, log=lambda _m: None)
+    task = recipe_task(tmp_path_factory)
     shm_before = _shm_entries()
     hosts = TwoHosts()
     try:

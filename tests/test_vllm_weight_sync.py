@@ -41,12 +41,13 @@ def _when_step_is_logged(run: subprocess.Popen, metrics: Path, step: int, timeou
     raise AssertionError(f"step {step} was not logged within {timeout} s")
 
 
-def test_a_dropped_update_fails_the_check_and_a_broken_sync_ends_the_run_with_its_cause(tmp_path):
+def test_a_dropped_update_fails_the_check_and_a_broken_sync_ends_the_run_with_its_cause(tmp_path,
+                                                                                       tmp_path_factory):
     """verl syncs once before step 1's rollout and once after each step's update, before that step's metrics are
     logged. Update 1 loads, updates 2 and 3 are dropped (steps 2 and 3 roll out stale weights), update 4 (after step
     3's update) raises: the run's metrics show step 1 in sync and step 2 not, then the run fails within the bound,
     its output naming vLLM's worker error and the sender's unacknowledged bucket."""
-    task = trainer_task(tmp_path / "task")
+    task = trainer_task(tmp_path_factory)
     out = tmp_path / "run"
     overrides = trainer_overrides(task, "etr", SYNC_CHECKED_STEPS + 1, seed=0, out_dir=out, test_freq=-1,
                                   val_before_train=False, **SYNC_CHECKED_SIZES)
