@@ -15,7 +15,8 @@ import pytest
 from etr_verl.lost_node_watch import LostNodeWatch
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
-DEAD_WITHIN_S = 90
+DEAD_WITHIN_S = 180  # Ray's own detection of a killed raylet (missed health checks), then the watch's poll: over
+# 120 s was seen once, in a local CI run beside the background installs
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def test_only_the_loss_of_a_node_holding_the_run_ends_its_wait(cluster):
         lost_at = time.monotonic()
         ray_cluster.remove_node(nodes["holder"], allow_graceful=False)
         with pytest.raises(KeyboardInterrupt):
-            ray.get(waiter.wait.remote(), timeout=DEAD_WITHIN_S + 30)
+            ray.get(waiter.wait.remote(), timeout=DEAD_WITHIN_S + 60)
     assert time.monotonic() - lost_at < DEAD_WITHIN_S
     assert watch.lost and nodes["holder"].node_id[:12] in watch.lost and "127.0.0.1" in watch.lost
     assert "trainer.resume_mode=auto" in watch.lost
