@@ -150,8 +150,8 @@ def make_wheelhouse(wheels: Path, patience: float = 1.0) -> None:
 def prepare(prepared: Path, patience: float = 1.0) -> None:
     """The base as a tar (docker/cpu-base.sh --tar) and, where this Python is the image's, the wheelhouse: what
     the build needs from the network, made without a container engine. A marker file says it finished.
-    ``patience`` multiplies each step's time limit (``--prepare`` in CI runs at the lowest CPU priority beside the
-    tests, which may leave it no CPU for the ~12 minutes that both CPUs are busy)."""
+    ``patience`` multiplies each step's time limit: ``--prepare`` runs in the background in CI (beside
+    ``make install``), where it shares the CPUs; at the lowest priority beside ``make test`` it once got none."""
     if not shutil.which("debootstrap"):
         raise StepFailed("base: debootstrap is missing (apt-get install debootstrap)")
     prepared.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,7 @@ def test_a_dropped_update_fails_the_check_and_a_broken_sync_ends_the_run_with_it
             broken_at = _when_step_is_logged(run, metrics, step=2, timeout=900)  # step 3's sync is the broken one
             returncode = run.wait(timeout=BROKEN_SYNC_ENDS_WITHIN_S + 60)
         finally:
-            if run.poll() is None:  # a failed wait: the Ray this driver started shares its fate
+            if run.poll() is None:  # a wait above failed: the driver stopped, then killed
                 run.terminate()
                 try:
                     run.wait(timeout=60)
