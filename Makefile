@@ -11,7 +11,8 @@ OTHER_VERLS := 0.9.0 0.8.0
 # the releases on which the local CPU backend runs verl's trainer (0.8.0 has no platform registry: README)
 REAL_STEP_VERLS := 0.9.0
 
-.PHONY: install demo test test-fast other-venvs test-versions image-test clean
+.PHONY: install demo test test-fast other-venvs test-versions test-versions-suites test-versions-steps \
+	image-test clean
 
 install: $(STAMP)
 
@@ -30,13 +31,13 @@ $(STAMP): pyproject.toml constraints.txt requirements/verl-$(PRIMARY_VERL).txt r
 demo: $(STAMP)
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m etr_verl.demo
 
-# Two parts, both always run: the tests that start no Ray and run no trainer, on both CPUs at once (pytest-xdist: each
-# is mostly one busy process), then the live ones (Ray clusters, vLLM, trainer runs: timing-bound, so one at a time).
-# --durations: the log names the slowest tests (CI has a 60-minute budget: .ci/run)
+# Two parts, both always run (tests/run_all.sh): the live tests (Ray clusters, vLLM, trainer runs: timing-bound, so
+# one at a time), then the tests that start no Ray and run no trainer on both CPUs at once (pytest-xdist).
+# BESIDE_LIVE: a command run beside the live part at the lowest CPU priority, in what CPU it leaves (CI: the other
+# releases' install and suites). --durations: the log names the slowest tests (CI has a 60-minute budget: .ci/run)
+BESIDE_LIVE ?=
 test: $(STAMP)
-	rc=0; RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m pytest tests -m "not slow and not ray" -n 2 --durations=15 \
-	  || rc=$$?; \
-	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) -m pytest tests -m "slow or ray" --durations=25 || rc=$$?; exit $$rc
+	tests/run_all.sh $(PY) $(BESIDE_LIVE)
 
 # everything but the slow tests (Ray, verl's own suite)
 test-fast: $(STAMP)
@@ -56,7 +57,9 @@ other-venvs: $(foreach v,$(OTHER_VERLS),.venv-verl$(v)/.etr-installed)
 # by side (none of these tests starts Ray or holds a fixed port; each suite is mostly one busy process, and this
 # machine has 2 cores), each log printed whole once both have ended; then one real training step on the local CPU
 # backend where it can run (the other trainers' steps run on the primary)
-test-versions: $(foreach v,$(OTHER_VERLS),.venv-verl$(v)/.etr-installed)
+test-versions: test-versions-suites test-versions-steps
+
+test-versions-suites: $(foreach v,$(OTHER_VERLS),.venv-verl$(v)/.etr-installed)
 	set -e; logs=$$(mktemp -d); pids=""; for v in $(OTHER_VERLS); do \
 	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest tests -p no:cacheprovider \
 	    -m "not slow and not verl_independent" --durations=10 > $$logs/$$v.log 2>&1 & pids="$$pids $$v:$$!"; \
@@ -64,9 +67,12 @@ test-versions: $(foreach v,$(OTHER_VERLS),.venv-verl$(v)/.etr-installed)
 	  v=$${entry%%:*}; wait $${entry#*:} || failed="$$failed $$v"; \
 	  echo "== verl $$v: the non-slow suite, less what does not depend on the verl release"; cat $$logs/$$v.log; \
 	done; rm -rf $$logs; test -z "$$failed" || { echo "== failed on verl$$failed"; exit 1; }
+
+test-versions-steps: $(foreach v,$(REAL_STEP_VERLS),.venv-verl$(v)/.etr-installed)
 	set -e; for v in $(REAL_STEP_VERLS); do \
 	  echo "== verl $$v: one real training step on the local CPU backend (its default trainer, V1 sync)"; \
-	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest "tests/test_trainer_e2e.py::test_etr_is_exact_on_the_other_trainers[sync-etr]"; \
+	  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 .venv-verl$$v/bin/python -m pytest -p no:cacheprovider \
+	    "tests/test_trainer_e2e.py::test_etr_is_exact_on_the_other_trainers[sync-etr]"; \
 	done
 
 # the CPU image from docker/Dockerfile, built from a debootstrapped base and run (check, one real ETR step, a dry run):

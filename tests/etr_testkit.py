@@ -116,6 +116,12 @@ def loss_batch(
     }
 
 
+HANG_GUARD_S = 1800
+"""The time limit of a test's subprocess where it only guards against a hang. Generous: make test-versions-suites runs
+the non-slow tests at the lowest CPU priority beside make test's live part (CI: .ci/run), where a two-node run can
+hold both CPUs for minutes and a subprocess that takes 10 s alone gets almost no CPU meanwhile."""
+
+
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::1\]|\[::ffff:127\.\d+\.\d+\.\d+\]|localhost):")
 """A listening address on loopback, as `ss` prints it (IPv4, IPv6, IPv4-mapped IPv6)."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import importlib.util
 
 import pytest
-from etr_testkit import compose_etr_trainer, for_gpu_backend
+from etr_testkit import HANG_GUARD_S, compose_etr_trainer, for_gpu_backend
 from omegaconf import OmegaConf
 
 from etr_verl.demo.runner import trainer_overrides
@@ -71,7 +71,7 @@ def test_verl_itself_does_not_expand_a_tilde(home):
 def _main(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HOME": str(home), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     return subprocess.run([sys.executable, "-m", "etr_verl.main", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd, env=env)
+                          timeout=HANG_GUARD_S, cwd=cwd, env=env)
 
 
 def _bad_inputs(home: Path) -> dict[str, tuple[list[str], str]]:

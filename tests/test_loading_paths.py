@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from etr_testkit import HANG_GUARD_S
 
 
 def verl_loads_entry_points() -> bool:
@@ -24,7 +25,7 @@ def _python(code: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess:
 
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, **env}, capture_output=True, text=True,
-        timeout=300, cwd=cwd,
+        timeout=HANG_GUARD_S, cwd=cwd,
     )
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_module
 
-from etr_testkit import for_gpu_backend
+from etr_testkit import HANG_GUARD_S, for_gpu_backend
 
 from etr_verl.demo.runner import trainer_overrides
 from etr_verl.main import RESOLVED_CONFIG_MARKER
@@ -140,7 +140,7 @@ def test_ppo_epochs_reach_verls_actor_config_and_let_clipping_bind():
 def _main(args, tmp_path, **extra_env):
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **extra_env}
     return subprocess.run([sys.executable, "-m", "etr_verl.main", *args], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path, env=env)
+                          timeout=HANG_GUARD_S, cwd=tmp_path, env=env)
 
 
 def test_misspelled_etr_key_fails_before_ray_starts(tmp_path):
@@ -247,8 +247,8 @@ def test_local_backend_refuses_a_ray_already_imported_in_cluster_mode(tmp_path):
     on every interface, so the local backend refuses before starting it."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
     code = "import ray\nfrom etr_verl.main import check_ray_will_bind_loopback\ncheck_ray_will_bind_loopback()\n"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                            env=env)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD_S,
+                            cwd=tmp_path, env=env)
     assert result.returncode != 0 and "would listen on every interface" in result.stderr, result.stderr[-2000:]
 
 
@@ -313,7 +313,7 @@ def test_the_readme_first_run_example_passes_its_dry_run(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     result = subprocess.run(["bash", "-c", block.replace("python ", f"{sys.executable} ", 1)], capture_output=True,
-                            text=True, timeout=300, cwd=tmp_path, env=env)
+                            text=True, timeout=HANG_GUARD_S, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "passed every driver-side check" in result.stdout
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from etr_testkit import AGG_MODES, load_script, loss_batch
+from etr_testkit import AGG_MODES, HANG_GUARD_S, load_script, loss_batch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_parity_with_vanilla import assert_same_as_vanilla
@@ -166,7 +166,7 @@ def test_a_static_bound_stays_exactly_static(bounds):
 
 def test_the_algorithm_document_shows_the_table_the_code_prints():
     printed = subprocess.run([sys.executable, str(ROOT / "scripts" / "readings_table.py")], capture_output=True,
-                             text=True, check=True, timeout=120).stdout.strip()
+                             text=True, check=True, timeout=HANG_GUARD_S).stdout.strip()
     document = (ROOT / "docs" / "algorithm.md").read_text()
     embedded = document.split("<!-- readings-table:start -->\n", 1)[1].split("\n<!-- readings-table:end -->", 1)[0]
     assert embedded == printed

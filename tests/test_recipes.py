@@ -29,7 +29,7 @@ RECIPES = ROOT / "recipes"
 TRAIN, SUBMIT, EVALUATE = RECIPES / "train.sh", RECIPES / "submit.sh", RECIPES / "eval" / "evaluate_checkpoint.sh"
 # the launchers, and the project's other shell scripts (install, image base, CI)
 SHELL_SCRIPTS = sorted([*RECIPES.rglob("*.sh"), *(ROOT / "requirements").glob("*.sh"), *(ROOT / "docker").glob("*.sh"),
-                        ROOT / ".ci" / "run"])
+                        *(ROOT / "tests").glob("*.sh"), ROOT / ".ci" / "run"])
 VENV_BIN = Path(sys.executable).parent
 PINNED_VERL = next(line.split(":", 1)[1].strip() for line in (RECIPES / "REQUIRED_VERL.txt").read_text().splitlines()
                    if line.startswith("version:"))
