@@ -4,16 +4,16 @@
     python3 docker/image_test.py --prepare DIR   # steps 1-2's downloads only, into DIR (no engine used)
     ETR_IMAGE_PREPARED=DIR python3 docker/image_test.py   # the whole test, with DIR's base and wheels
 
-(.ci/run prepares while the test suite runs: the base and the wheels are mostly downloads and unpacking.)
+(.ci/run prepares while `make install` runs: the base and the wheels are mostly downloads and unpacking.)
 
 1. the base: docker/cpu-base.sh (debootstrap; no registry);
 2. the image: docker/Dockerfile with VARIANT=cpu and no network: every wheel it installs is fetched first by pip here
    (`pip wheel`, from wherever pip here finds packages) and mounted for the build; its size printed;
 3. hygiene: no secret in the image's environment, build history or home directories; it runs as a non-root user;
-4. inside the container, with no network (Ray, vLLM and torch on the container's loopback by construction):
-   `python -m etr_verl.check_install --require-vllm --require-experiments`, one real ETR training step
-   (`python -m etr_verl.demo --steps 1 --algos etr`: the tiny task built inside, verl's vLLM rollout) whose metrics
-   must show ETR's exact macro signal, and `bash recipes/train.sh EXPERIMENT --dry-run`;
+4. inside the container, with no network (Ray, vLLM and torch on the container's loopback by construction): one real
+   ETR training step (`python -m etr_verl.demo --steps 1 --algos etr`: the tiny task built inside, verl's vLLM
+   rollout) whose metrics must show ETR's exact macro signal, and `bash recipes/train.sh EXPERIMENT --dry-run`
+   (`python -m etr_verl.check_install --require-vllm --require-experiments` ends the build itself: step 2);
 5. clean-up: podman's storage is private to the run (a directory removed at the end), so nothing is left behind;
    with docker, the two images are removed; the wheels and the run's files go too (ETR_IMAGE_TEST_KEEP=1 keeps all;
    an ETR_IMAGE_PREPARED folder is its maker's to remove).
@@ -215,8 +215,6 @@ def check_hygiene(engine: list[str]) -> None:
 def run_inside(engine: list[str], out: Path) -> None:
     container = [*engine, "run", "--rm", "--network", "none", *ULIMITS, "--shm-size", "2g",
                  "--volume", f"{out}:/work", "--workdir", "/work", IMAGE_TAG]
-    run([*container, "python", "-m", "etr_verl.check_install", "--require-vllm", "--require-experiments"],
-        "inside: check_install", timeout=300)
     run([*container, "python", "-m", "etr_verl.demo", "--steps", "1", "--algos", "etr", "--out", "/work/demo"],
         "inside: one real ETR step (python -m etr_verl.demo --steps 1 --algos etr)", timeout=900)
     rows = [json.loads(line) for line in (out / "demo" / "etr.jsonl").read_text().splitlines() if line.strip()]
