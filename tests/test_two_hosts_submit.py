@@ -10,7 +10,8 @@ on as on a real cluster.
    (verl's own sampler, reconstructed here) and ETR's exact macro signal; it ends SUCCEEDED.
 4. Nothing is left: no process, namespace or /dev/shm entry.
 
-Skipped, with the reason, where network namespaces cannot be created. ~4 minutes."""
+Skipped, with the reason, where network namespaces cannot be created. About 10 minutes here: two two-node start-ups
+of 4-6 minutes each."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SUBMIT = ROOT / "recipes" / "submit.sh"
 EXPERIMENT = "qwen2_5_math_7b_dapo17k"
 VENV_BIN = Path(sys.executable).parent
-TOTAL_STEPS, BATCH = 4, 8  # the resumed job runs 2 or 3 steps: enough to see the order go on
+TOTAL_STEPS, BATCH = 3, 8  # the resumed job runs 1 or 2 steps: enough to see the order go on
 FAILED_WITHIN_S = 180  # from the lost host to the job's FAILED status
 RUN_NAME = "qwen2.5-math-7b-dapo17k-etr"
 
