@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
 import sys
 import threading
 import time
@@ -37,13 +38,35 @@ class LostNodeWatch:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="etr-lost-node-watch", daemon=True)
         self._held: dict[str, str] = {}  # node id -> its address, for every node that held a bundle of this run
+        self._sigint_before = None  # SIGINT's disposition where the watch replaced it (see __enter__)
 
     def __enter__(self) -> "LostNodeWatch":
+        # interrupt_main() simulates SIGINT, and Python acts on it only where SIGINT has a Python handler. A driver
+        # started in the background of a non-interactive shell (`cmd &`, nohup) inherits SIGINT ignored, and Python
+        # then installs none: the interrupt did nothing, and the grace's os._exit ended the run without its clean-up
+        # (seen in a local CI run). For the watch's lifetime such a process gets a handler that raises
+        # KeyboardInterrupt for the watch's interrupt only; a real SIGINT keeps its old effect.
+        if threading.current_thread() is threading.main_thread():
+            before = signal.getsignal(signal.SIGINT)
+            if before in (signal.SIG_IGN, signal.SIG_DFL):
+                self._sigint_before = before
+                signal.signal(signal.SIGINT, self._on_sigint)
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._done.set()
+        if self._sigint_before is not None:
+            signal.signal(signal.SIGINT, self._sigint_before)
+            self._sigint_before = None
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.lost:  # the watch's own interrupt
+            raise KeyboardInterrupt
+        if self._sigint_before == signal.SIG_DFL:  # a real SIGINT, whose default action ends the process
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        # ignored before the watch: still ignored
 
     def _watch(self) -> None:
         import ray

@@ -71,7 +71,9 @@ def test_only_the_loss_of_a_node_holding_the_run_ends_its_wait(cluster):
 
     on_head = NodeAffinitySchedulingStrategy(ray_cluster.head_node.node_id, soft=False)
     waiter = Forever.options(scheduling_strategy=on_head).remote()  # on the head: the driver's wait that nothing else would end (verl's replay buffer)
-    with LostNodeWatch(poll_s=0.5, exit_grace_s=120) as watch:
+    # the grace outlasts the ray.get below: an interrupt that does not land fails that call, with this test's output,
+    # instead of the watch's os._exit ending pytest without a word
+    with LostNodeWatch(poll_s=0.5, exit_grace_s=DEAD_WITHIN_S + 120) as watch:
         time.sleep(2)  # the watch has seen the run's bundle on its node
         ray_cluster.remove_node(nodes["bystander"], allow_graceful=False)
         _wait_dead(nodes["bystander"].node_id)
