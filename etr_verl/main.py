@@ -37,7 +37,7 @@ from etr_verl.experiment_configs import (
     with_experiment_search_path,
 )
 from etr_verl.input_paths import check_input_files, expand_home
-from etr_verl.local_cpu import shared_memory
+from etr_verl.local_cpu import ipc_sockets, shared_memory
 from etr_verl.lost_node_watch import LostNodeWatch
 from etr_verl.ray_runtime_env import forward_to_joined_cluster, reconcile_with_submitted_job
 from etr_verl.sweep import is_multirun, name_this_job, swept_keys
@@ -137,9 +137,10 @@ def launch(config: DictConfig, env: dict[str, str]) -> None:
 
     from etr_verl.adapters.task_runners import task_runner_class
 
-    # a local run stops its Ray itself and then removes the shared memory its killed processes could not
+    # a local run stops its Ray itself, then removes the shared memory and socket files its killed processes could not
     cleanup = shared_memory.removed_when_orphaned() if env else contextlib.nullcontext()
-    with cleanup, LostNodeWatch() as watch:  # a lost node ends the run with its cause, not a wait without end
+    sockets = ipc_sockets.private_to_the_run() if env else contextlib.nullcontext()
+    with cleanup, sockets, LostNodeWatch() as watch:  # a lost node ends the run with its cause, not a wait without end
         try:
             run_ppo(config, task_runner_class=task_runner_class(config))
         except KeyboardInterrupt:

@@ -16,6 +16,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,14 +61,20 @@ def first_run(task, tmp_path_factory):
     """The sync trainer (verl 0.9.1's default), with the weight-sync check's settings (etr_testkit)."""
     out = tmp_path_factory.mktemp("run")
     watch = ListenerWatch()
-    shm_before = set(os.listdir("/dev/shm"))
+    shm_before, sockets_before = set(os.listdir("/dev/shm")), _temp_dir_sockets()
     try:
         rows = _run(task, out, "first", steps=SYNC_CHECKED_STEPS, watch=watch, extra=FP32_ACTOR_AND_ROLLOUT,
                     **SYNC_CHECKED_SIZES)
     finally:
         addresses = watch.stop()
-    shm_left = sorted(set(os.listdir("/dev/shm")) - shm_before)  # verl's weight buckets are /dev/shm segments
-    return out, rows, addresses, shm_left
+    # verl's weight buckets and vLLM's message queues are /dev/shm segments; vLLM's ZeroMQ sockets, temp dir files
+    left = sorted(set(os.listdir("/dev/shm")) - shm_before) + sorted(_temp_dir_sockets() - sockets_before)
+    return out, rows, addresses, left
+
+
+def _temp_dir_sockets() -> set[str]:
+    temp = Path(tempfile.gettempdir())
+    return {str(path) for path in temp.iterdir() if path.is_socket() or path.name.startswith("etr-vllm-ipc-")}
 
 
 def _assert_exact_etr(rows):
@@ -95,11 +102,11 @@ def test_etr_runs_in_the_workers(first_run):
 
 def test_every_step_rolls_out_with_the_actor_s_current_weights(first_run):
     """tests/test_vllm_weight_sync.py drops the updates after the first on the same settings: the check fails."""
-    _, rows, _, shm_left = first_run
+    _, rows, _, left = first_run
     assert max(r["actor/ppo_kl"] for r in rows) > 0.1  # the policy moved: stale weights would show
     assert all(r["training/rollout_probs_diff_max"] < SYNCED for r in rows), \
         [r["training/rollout_probs_diff_max"] for r in rows]
-    assert not shm_left, f"the run left shared memory behind: {shm_left}"
+    assert not left, f"the run left shared memory or socket files behind: {left}"
 
 
 def test_ray_listened_on_loopback_only(first_run):
