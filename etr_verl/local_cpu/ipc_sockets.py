@@ -2,8 +2,9 @@
 
 vLLM's engine core and API server talk over ZeroMQ IPC sockets, files named by a UUID in ``VLLM_RPC_BASE_PATH``
 (default: the temp dir, ``vllm.utils.network_utils.get_open_zmq_ipc_path``). vLLM removes them when it shuts down,
-but Ray ends a run's actors with SIGKILL, so each local run left three or four such files in /tmp. On the local CPU
-backend the run gives vLLM a directory of its own, inherited by the Ray it starts, and removes it afterwards.
+but Ray ends a run's actors with SIGKILL, so each local run left several in /tmp (seven in a 3-step test run). On
+the local CPU backend the run gives vLLM a directory of its own, inherited by the Ray it starts, and removes it
+afterwards.
 """
 
 from __future__ import annotations
