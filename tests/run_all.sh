@@ -26,11 +26,7 @@ trap stop_beside EXIT
 if (($#)); then
   beside_log=$(mktemp)
   echo "== beside the live tests, at the lowest CPU priority: $*"
-  # the session's autogroup nice is what Linux's scheduler weighs between sessions; a plain nice counts within one
-  # shellcheck disable=SC2016  # expanded by the command's own shell
-  setsid bash -c 'echo 19 > /proc/self/autogroup 2>/dev/null || true
-    echo "[beside] autogroup: $(cat /proc/self/autogroup 2>/dev/null || echo none)"; exec nice -n 19 "$@"' \
-    beside "$@" >"$beside_log" 2>&1 &
+  setsid "$(dirname "$0")/own_session.sh" beside 19 "$@" >"$beside_log" 2>&1 &
   beside_pid=$!
 fi
 
