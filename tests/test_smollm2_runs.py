@@ -92,6 +92,8 @@ def test_bad_input_is_refused_before_anything_runs(tmp_path):
     assert unknown.returncode == 2 and "nonesuch" in unknown.stderr
     too_far = run("--model", str(model), "--steps", "4", "--eval-every", "5")
     assert too_far.returncode == 2 and "--eval-every 5" in too_far.stderr
+    half = run("--model", str(model), "--measure-dtype", "float16")
+    assert half.returncode == 2 and "--measure-dtype float16: one of float32, bfloat16" in half.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -146,9 +148,9 @@ def test_the_start_and_the_last_step_are_measured_for_breadth_in_one_engine(tmp_
     settings = runs.Settings(model="m", steps=10, eval_every=5, samples=8, breadth_samples=32)
     runs.measure_step("ckpt5", tmp_path, 5, settings, last=False)
     runs.measure_step("ckpt10", tmp_path, 10, settings, last=True)
-    assert calls[0] == ["ckpt5", "--json", str(tmp_path / "eval_step5.json"), "--samples", "8"]
+    assert calls[0] == ["ckpt5", "--json", str(tmp_path / "eval_step5.json"), "--samples", "8", "--dtype", "bfloat16"]
     assert calls[1] == ["ckpt10", "--json", str(tmp_path / "eval_step10_breadth.json"), "--samples", "32",
-                        "--also-samples", "8", "--also-json", str(tmp_path / "eval_step10.json")]
+                        "--dtype", "bfloat16", "--also-samples", "8", "--also-json", str(tmp_path / "eval_step10.json")]
     assert runs.step_measured(tmp_path, 10, settings, last=True)
     runs.measure_step("ckpt10", tmp_path, 10, settings, last=True)
     assert len(calls) == 2
@@ -156,14 +158,16 @@ def test_the_start_and_the_last_step_are_measured_for_breadth_in_one_engine(tmp_
     (tmp_path / "eval_step0.json").write_text(json.dumps(_table(0.3, 0.01)))
     assert not runs.step_measured(tmp_path, 0, settings, last=True)
     runs.measure_step("model", tmp_path, 0, settings, last=True)
-    assert calls[2] == ["model", "--json", str(tmp_path / "eval_step0_breadth.json"), "--samples", "32"]
+    assert calls[2] == ["model", "--json", str(tmp_path / "eval_step0_breadth.json"), "--samples", "32",
+                        "--dtype", "bfloat16"]
 
 
 def test_folders_saved_before_the_breadth_measure_load_without_it(tmp_path):
     settings = runs.Settings(model="m")
-    saved = {k: v for k, v in asdict(settings).items() if k != "breadth_samples"}
+    saved = {k: v for k, v in asdict(settings).items() if k not in ("breadth_samples", "measure_dtype")}
     (tmp_path / "settings.json").write_text(json.dumps(saved))
     assert runs.Settings.load(tmp_path).breadth_samples == 0
+    assert runs.Settings.load(tmp_path).measure_dtype == "float32"  # as they were measured
 
 
 def test_report_prints_breadth_at_the_start_and_the_last_step(tmp_path):
