@@ -32,6 +32,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -175,6 +176,19 @@ def _standard_error(values: list[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
 
 
+def bf16_slow_here(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """Why bf16 would be slow on this CPU, or None: without AMX or AVX-512 BF16 units torch and vLLM emulate bf16
+    matmuls, many times slower than fp32 (38x for a small matmul on an AVX2 machine, docs/benchmarks.md section
+    1). None where the CPU's flags cannot be read."""
+    try:
+        flags = set(cpuinfo.read_text().split())
+    except OSError:
+        return None
+    if flags & {"amx_bf16", "avx512_bf16"}:
+        return None
+    return f"this CPU has neither amx_bf16 nor avx512_bf16 ({cpuinfo}): bf16 runs emulated, slower than fp32"
+
+
 def measure(model_dir: str, problems: list[Problem], samples: int = 8, seed: int = 0,
             max_tokens: int = MAX_RESPONSE_TOKENS, dtype: str = "float32") -> dict[str, dict]:
     """The model's accuracy on ``problems`` with verl's grader: greedy, and ``samples`` answers per problem at
@@ -253,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     _, held_out = split()
     problems = held_out[:args.limit]
+    if args.dtype == "bfloat16" and bf16_slow_here():
+        print(f"warning: --dtype bfloat16: {bf16_slow_here()}", file=sys.stderr, flush=True)
     started = time.monotonic()
     greedy, sampled = answers(args.model, problems, args.samples, args.seed, dtype=args.dtype)
     print(f"measured in {time.monotonic() - started:.0f} s")

@@ -97,3 +97,17 @@ def test_a_bad_second_table_is_refused_before_any_engine_starts(tmp_path, extra,
                             timeout=120)
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "a.json").exists()
+
+
+@pytest.mark.parametrize("flags, slow", [
+    ("fpu avx avx2 fma", True),  # an AVX2 machine: bf16 emulated
+    ("fpu avx2 avx512f avx512_bf16", False),
+    ("fpu avx2 avx512f amx_bf16 amx_tile", False),
+])
+def test_bf16_is_called_slow_on_a_cpu_without_bf16_units(tmp_path, flags, slow):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    reason = task.bf16_slow_here(cpuinfo)
+    assert (reason is not None) == slow
+    assert reason is None or "neither amx_bf16 nor avx512_bf16" in reason
+    assert task.bf16_slow_here(tmp_path / "absent") is None  # flags unknown: no claim
