@@ -32,6 +32,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -272,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     _, held_out = split()
     problems = held_out[:args.limit]
+    # a measure ended by SIGTERM (kill, a stopped sweep) unwinds like Ctrl-C, so that its socket directory goes too
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.dtype == "bfloat16" and bf16_slow_here():
         print(f"warning: --dtype bfloat16: {bf16_slow_here()}", file=sys.stderr, flush=True)
     started = time.monotonic()
