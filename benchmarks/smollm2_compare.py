@@ -97,7 +97,8 @@ def comparison(out: Path, arms: list[str], seeds: list[int]) -> tuple[str, dict,
              f"{settings.updates_per_step} mini-batches per step, {settings.epochs} epoch(s), lr {settings.lr}, "
              f"sampler {settings.rollout_dtype}; held-out: 512 problems, greedy and {settings.samples} samples at "
              f"temperature 1" + (f", {settings.breadth_samples} at the start and the last step" if
-                                 settings.breadth_samples else "") + ".", "",
+                                 settings.breadth_samples else "")
+             + f", the model in vLLM in {settings.measure_dtype}.", "",
              "Mean ± sd over seeds (seeds finished per arm in the second column):", "",
              results_table({arm: list(runs.values()) for arm, runs in summaries.items()}, table_columns), ""]
     if REFERENCE in summaries:
