@@ -311,9 +311,9 @@ def main(argv: list[str] | None = None) -> None:
     if (out / "settings.json").exists() and Settings.load(out) != settings:
         parser.error(f"{out} holds runs made with {Settings.load(out)}; use another --out for {settings}")
     settings.save(out)
-    if settings.measure_dtype == "bfloat16" and smollm2_task.bf16_slow_here():
-        # not refused: a folder's measures must share one dtype, so its runs go on in bf16, only slower
-        print(f"[smollm2] warning: measures in bf16 (settings.json), but {smollm2_task.bf16_slow_here()}; a "
+    slow = smollm2_task.bf16_slow_here() if settings.measure_dtype == "bfloat16" else None
+    if slow:  # not refused: a folder's measures must share one dtype, so its runs go on in bf16, only slower
+        print(f"[smollm2] warning: measures in bf16 (settings.json), but {slow}; a "
               "measure may take several times as long as on the machines of docs/benchmarks.md", flush=True)
     for arm in arms:
         if arm == MATCHED_CONTROL and arm not in defined:

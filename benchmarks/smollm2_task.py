@@ -275,8 +275,9 @@ def main(argv: list[str] | None = None) -> None:
     problems = held_out[:args.limit]
     # a measure ended by SIGTERM (kill, a stopped sweep) unwinds like Ctrl-C, so that its socket directory goes too
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    if args.dtype == "bfloat16" and bf16_slow_here():
-        print(f"warning: --dtype bfloat16: {bf16_slow_here()}", file=sys.stderr, flush=True)
+    slow = bf16_slow_here() if args.dtype == "bfloat16" else None
+    if slow:
+        print(f"warning: --dtype bfloat16: {slow}", file=sys.stderr, flush=True)
     started = time.monotonic()
     greedy, sampled = answers(args.model, problems, args.samples, args.seed, dtype=args.dtype)
     print(f"measured in {time.monotonic() - started:.0f} s")

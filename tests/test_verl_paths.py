@@ -3,20 +3,24 @@ channel in both batch layouts, Hydra + validation."""
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import verl
 from etr_testkit import actor_config, binary_groups, grpo_advantages
 from tensordict import TensorDict
+from torch.overrides import TorchFunctionMode
 from verl import DataProto
 from verl.trainer.ppo import core_algos
 from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.utils import tensordict_utils as tu
 from verl.workers.utils.losses import ppo_loss
 
+import etr_verl
 import etr_verl.plugin  # noqa: F401  (registers, as the verl.plugins entry point does in every process)
 from etr_verl import elastic
 from etr_verl.adapters import macro_channel
@@ -198,20 +202,13 @@ class _WorkCounter:
     """What a call does in Python, counted rather than timed: torch functions called (anywhere) and lines run in
     etr_verl's and verl's own code. A loop over responses or groups makes both grow with the batch."""
 
+    OWN_CODE = tuple(str(Path(module.__file__).parent) for module in (etr_verl, verl))
+
     def __init__(self):
-        import verl
-
-        import etr_verl
-
-        self.roots = tuple(str(Path(module.__file__).parent) for module in (etr_verl, verl))
         self.torch_calls = 0
         self.lines = 0
 
     def __call__(self, fn, *args, **kwargs):
-        import sys
-
-        from torch.overrides import TorchFunctionMode
-
         counter = self
 
         class CountTorchCalls(TorchFunctionMode):
@@ -225,7 +222,7 @@ class _WorkCounter:
             return count_lines
 
         def trace_own_code(frame, event, arg):
-            return count_lines if frame.f_code.co_filename.startswith(self.roots) else None
+            return count_lines if frame.f_code.co_filename.startswith(self.OWN_CODE) else None
 
         sys.settrace(trace_own_code)
         try:
